@@ -1,0 +1,20 @@
+# Same install and server command as `make run`. Production needs SECRET_KEY and
+# ALLOWED_HOSTS in the environment (DEBUG is off here).
+FROM python:3.11.14-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    DEBUG=0
+
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+
+COPY manage.py ./
+COPY chatproject ./chatproject
+COPY rooms ./rooms
+RUN useradd --create-home --uid 10001 rooms && chown rooms /app
+USER 10001
+
+EXPOSE 8000
+CMD ["sh", "-c", "python manage.py migrate --noinput && exec daphne -b 0.0.0.0 -p 8000 chatproject.asgi:application"]

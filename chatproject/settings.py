@@ -1,0 +1,146 @@
+"""Settings for the rooms chat server.
+
+Every deployment value is read here, once, from the environment through `env()`; the
+defaults suit a local run (DEBUG on, SQLite, in-memory channel layer). With DEBUG off,
+SECRET_KEY has no default.
+"""
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+_REQUIRED = object()
+
+
+def boolean(raw: str) -> bool:
+    """Parse 1/0, true/false, yes/no, on/off."""
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(raw)
+
+
+def csv(raw: str) -> list[str]:
+    """Parse a comma-separated list, ignoring blanks."""
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env(key: str, default: Any = _REQUIRED, cast: Callable[[str], Any] = str) -> Any:
+    """Read one setting from the environment; an empty value counts as unset."""
+    raw = os.environ.get(key, "")
+    if raw == "":
+        if default is _REQUIRED:
+            raise ImproperlyConfigured(f"Setting {key} is missing, and has no default.")
+        return default
+    try:
+        return cast(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"Setting {key}={raw!r} is not a valid {cast.__name__}.")
+
+
+DEBUG = env("DEBUG", True, boolean)
+SECRET_KEY = env("SECRET_KEY", "insecure-local-only-key" if DEBUG else _REQUIRED)
+ALLOWED_HOSTS = env("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"], csv)
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "rooms",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "chatproject.urls"
+ASGI_APPLICATION = "chatproject.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"), conn_max_age=0
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# Channel layer: in-process unless REDIS_URL is set. With Redis, "redis-pubsub" (the
+# default) publishes each room message once per process; "redis" is channels-redis'
+# list-based layer, kept for comparison (see BENCHMARKS.md).
+REDIS_URL = env("REDIS_URL", "")
+REDIS_PREFIX = env("REDIS_PREFIX", "rooms")
+CHANNEL_LAYER = env("CHANNEL_LAYER", "redis-pubsub" if REDIS_URL else "memory")
+CHANNEL_CAPACITY = env("CHANNEL_CAPACITY", 1000, int)
+_LAYERS = {
+    "memory": {
+        "BACKEND": "rooms.layers.FanoutInMemoryChannelLayer",
+        "CONFIG": {"capacity": CHANNEL_CAPACITY},
+    },
+    "redis-pubsub": {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": REDIS_PREFIX},
+    },
+    "redis": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": REDIS_PREFIX, "capacity": CHANNEL_CAPACITY},
+    },
+}
+if CHANNEL_LAYER not in _LAYERS:
+    raise ImproperlyConfigured(
+        f"Setting CHANNEL_LAYER={CHANNEL_LAYER!r} is not one of {list(_LAYERS)}."
+    )
+if CHANNEL_LAYER != "memory" and not REDIS_URL:
+    raise ImproperlyConfigured(f"Setting CHANNEL_LAYER={CHANNEL_LAYER!r} needs REDIS_URL.")
+CHANNEL_LAYERS = {"default": _LAYERS[CHANNEL_LAYER]}
+
+# Chat limits (docs/protocol.md).
+ROOMS_MAX_MESSAGE_LENGTH = env("MAX_MESSAGE_LENGTH", 4096, int)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+}

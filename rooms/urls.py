@@ -1,0 +1,3 @@
+"""HTTP routes of the rooms app."""
+
+urlpatterns: list = []

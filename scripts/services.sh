@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Start what the test suite needs that this machine does not already run.
+# Idempotent: a service that already answers is left alone.
+set -euo pipefail
+
+REDIS_HOST=127.0.0.1
+REDIS_PORT=6379
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_install() {
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+
+if ! redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+  command -v redis-server >/dev/null || apt_install redis-server
+  redis-server --daemonize yes --bind "$REDIS_HOST" --port "$REDIS_PORT" --save "" --appendonly no
+  for _ in $(seq 50); do
+    redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+fi
+redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping >/dev/null

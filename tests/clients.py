@@ -1,0 +1,42 @@
+"""A thin real WebSocket client for the live tests."""
+
+import asyncio
+from urllib.parse import quote
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+
+TIMEOUT = 10.0
+
+
+def chat_path(room: str, nickname: str | None = None, **query: str) -> str:
+    params = dict(query)
+    if nickname is not None:
+        params["nickname"] = nickname
+    qs = "&".join(f"{key}={quote(value)}" for key, value in params.items())
+    return f"/ws/chat/{quote(room, safe='')}/" + (f"?{qs}" if qs else "")
+
+
+async def join(server, room: str, nickname: str | None, **query: str) -> ClientConnection:
+    return await connect(server.url(chat_path(room, nickname, **query)), open_timeout=TIMEOUT)
+
+
+async def recv(ws: ClientConnection, timeout: float = TIMEOUT) -> str:
+    return await asyncio.wait_for(ws.recv(), timeout)
+
+
+async def recv_json(ws: ClientConnection, timeout: float = TIMEOUT) -> dict:
+    return orjson.loads(await recv(ws, timeout))
+
+
+async def recv_n(ws: ClientConnection, n: int, timeout: float = TIMEOUT) -> list[str]:
+    return [await recv(ws, timeout) for _ in range(n)]
+
+
+async def assert_silent(ws: ClientConnection, wait: float = 0.3) -> None:
+    """Nothing arrives within `wait` seconds."""
+    try:
+        frame = await asyncio.wait_for(ws.recv(), wait)
+    except TimeoutError:
+        return
+    raise AssertionError(f"unexpected frame {frame!r}")

@@ -1,0 +1,22 @@
+"""The Dockerfile (no engine runs here, so it is linted, and kept in step with make run)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HADOLINT = Path(sys.executable).with_name("hadolint")
+
+
+def test_dockerfile_passes_hadolint():
+    result = subprocess.run([str(HADOLINT), "Dockerfile"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_serves_like_make_run():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    assert "pip install --no-cache-dir -r requirements.txt" in dockerfile
+    assert "daphne -b 0.0.0.0 -p 8000 chatproject.asgi:application" in dockerfile
+    assert "daphne -b $(HOST) -p $(PORT) chatproject.asgi:application" in makefile
+    assert "USER 10001" in dockerfile

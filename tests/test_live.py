@@ -1,0 +1,153 @@
+"""A real Daphne (and runserver) process, real sockets, a real WebSocket client."""
+
+import asyncio
+import random
+
+import orjson
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from rooms import errors
+from tests.clients import assert_silent, join, recv, recv_json, recv_n
+
+
+async def test_seed_how_to_test_flow(daphne):
+    nick = await join(daphne, "Room1", "Nick")
+    assert await recv(nick) == "Nick joined Room1"
+    alex = await join(daphne, "Room1", "Alex")
+    assert await recv(alex) == "Alex joined Room1"
+    assert await recv(nick) == "Alex joined Room1"
+
+    await nick.send("Hello from tab one")
+    assert await recv(nick) == "Nick: Hello from tab one"
+    assert await recv(alex) == "Nick: Hello from tab one"
+    await alex.send("Hi Nick")
+    assert await recv(alex) == "Alex: Hi Nick"
+    assert await recv(nick) == "Alex: Hi Nick"
+
+    await alex.close()
+    assert await recv(nick) == "Alex left the room"
+    await nick.close()
+
+
+async def test_dropped_connection_announces_leave(daphne):
+    nick = await join(daphne, "Room1", "Nick")
+    alex = await join(daphne, "Room1", "Alex")
+    await recv_n(nick, 2)
+    alex.transport.abort()  # no close frame: the TCP connection just goes away
+    assert await recv(nick) == "Alex left the room"
+    await nick.close()
+
+
+async def test_rooms_are_isolated_and_names_may_be_unicode(daphne):
+    kitchen = await join(daphne, "Кухня 🍳", "Élodie")
+    assert await recv(kitchen) == "Élodie joined Кухня 🍳"
+    hall = await join(daphne, "Room1", "Nick")
+    await recv(hall)
+    await kitchen.send("bonjour")
+    assert await recv(kitchen) == "Élodie: bonjour"
+    await assert_silent(hall)
+    await kitchen.close()
+    await hall.close()
+
+
+async def _connect_many(server, room: str, count: int, batch: int = 25) -> list:
+    clients = []
+    for start in range(0, count, batch):
+        clients += await asyncio.gather(
+            *(join(server, room, f"user{n}") for n in range(start, min(count, start + batch)))
+        )
+    return clients
+
+
+async def test_two_hundred_clients_receive_all_messages_in_one_order(daphne):
+    clients = await _connect_many(daphne, "Crowd", 200)
+    for n, client in enumerate(clients):
+        assert await recv_n(client, 200 - n) == [f"user{i} joined Crowd" for i in range(n, 200)]
+
+    senders = random.Random(7).sample(range(200), 10)
+
+    async def send_burst(sender: int) -> None:
+        for seq in range(10):
+            await clients[sender].send(f"m{seq}")
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(send_burst(s) for s in senders))
+    streams = await asyncio.gather(*(recv_n(client, 100) for client in clients))
+    first = streams[0]
+    assert sorted(first) == sorted(f"user{s}: m{seq}" for s in senders for seq in range(10))
+    assert all(stream == first for stream in streams)
+    for sender in senders:
+        mine = [line for line in first if line.startswith(f"user{sender}: ")]
+        assert mine == [f"user{sender}: m{seq}" for seq in range(10)]
+    await asyncio.gather(*(client.close() for client in clients))
+
+
+@pytest.mark.parametrize(
+    ("room", "nickname", "code"),
+    [
+        ("Room1", None, errors.NICKNAME_REQUIRED),
+        ("Room1", "x" * 40, errors.NICKNAME_INVALID),
+        ("r" * 101, "Nick", errors.ROOM_INVALID),
+        ("a/b", "Nick", errors.ROOM_INVALID),
+    ],
+)
+async def test_bad_handshake_is_answered_and_the_room_goes_on(daphne, room, nickname, code):
+    member = await join(daphne, "Room1", "Member")
+    await recv(member)
+    bad = await join(daphne, room, nickname)
+    assert (await recv(bad)).startswith(f"error {code}: ")
+    with pytest.raises(ConnectionClosed):
+        await recv(bad)
+    assert bad.close_code == errors.WS_4400_BAD_REQUEST
+    await member.send("still fine")
+    assert await recv(member) == "Member: still fine"
+    await member.close()
+
+
+async def test_bad_frames_are_answered_and_nothing_else_is_harmed(daphne):
+    other = await join(daphne, "Room1", "Other")
+    await recv(other)
+    nick = await join(daphne, "Room1", "Nick", format="json")
+    await recv_n(nick, 2)
+    await recv(other)
+    for frame, code in [
+        (b"\x00\xffbinary", errors.BINARY_UNSUPPORTED),
+        ("{not json", errors.JSON_INVALID),
+        ('{"type": "message", "text": "' + "x" * 5000 + '"}', errors.MESSAGE_TOO_LONG),
+    ]:
+        await nick.send(frame)
+        assert (await recv_json(nick))["code"] == code
+    await assert_silent(other)
+    await nick.send(orjson.dumps({"type": "message", "text": "ok"}).decode())
+    assert (await recv_json(nick))["text"] == "ok"
+    assert await recv(other) == "Nick: ok"
+    await nick.close()
+    await other.close()
+
+
+async def test_frame_over_the_server_limit_closes_only_that_client(daphne):
+    other = await join(daphne, "Room1", "Other")
+    await recv(other)
+    big = await join(daphne, "Room1", "Big")
+    await recv(big), await recv(other)
+    await big.send("x" * (1024 * 1024 + 1))
+    with pytest.raises(ConnectionClosed):
+        while True:
+            await recv(big)
+    # Daphne fails the connection with 1009 and drops TCP at once, while the client is
+    # still writing; most clients then report 1006.
+    assert big.close_code in (1009, 1006)
+    assert await recv(other) == "Big left the room"
+    await other.send("alive")
+    assert await recv(other) == "Other: alive"
+    await other.close()
+
+
+async def test_runserver_serves_the_same_chat(start_server):
+    server = start_server("runserver")
+    nick = await join(server, "Room1", "Nick")
+    assert await recv(nick) == "Nick joined Room1"
+    await nick.send("over runserver")
+    assert await recv(nick) == "Nick: over runserver"
+    await nick.close()

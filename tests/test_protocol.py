@@ -1,0 +1,144 @@
+"""The wire protocol's pure functions, table by table."""
+
+import orjson
+import pytest
+
+from rooms import errors, protocol
+from rooms.errors import ClientError
+
+MAX = 4096
+
+
+@pytest.mark.parametrize(
+    ("room", "query", "expected"),
+    [
+        ("Room1", b"nickname=Nick", protocol.Handshake("Room1", "Nick", "text")),
+        ("Room1", b"nickname=Nick&format=json", protocol.Handshake("Room1", "Nick", "json")),
+        ("Room1", b"nickname=%20Nick%20", protocol.Handshake("Room1", "Nick", "text")),
+        ("Кухня 🍳", b"nickname=%C3%A9lodie", protocol.Handshake("Кухня 🍳", "élodie", "text")),
+        ("r" * 100, b"nickname=" + b"n" * 32, protocol.Handshake("r" * 100, "n" * 32, "text")),
+    ],
+)
+def test_valid_handshakes_are_parsed(room, query, expected):
+    assert protocol.parse_handshake(room, query) == expected
+
+
+@pytest.mark.parametrize(
+    ("room", "query", "code"),
+    [
+        ("Room1", b"", errors.NICKNAME_REQUIRED),
+        ("Room1", b"nickname=", errors.NICKNAME_REQUIRED),
+        ("Room1", b"nickname=%20%20", errors.NICKNAME_REQUIRED),
+        ("Room1", b"nickname=" + b"n" * 33, errors.NICKNAME_INVALID),
+        ("Room1", b"nickname=Ni%00ck", errors.NICKNAME_INVALID),
+        ("Room1", b"nickname=Ni%0Ack", errors.NICKNAME_INVALID),
+        ("Room1", b"nickname=Ni%E2%80%A8ck", errors.NICKNAME_INVALID),
+        ("", b"nickname=Nick", errors.ROOM_INVALID),
+        ("r" * 101, b"nickname=Nick", errors.ROOM_INVALID),
+        ("a/b", b"nickname=Nick", errors.ROOM_INVALID),
+        ("tab\there", b"nickname=Nick", errors.ROOM_INVALID),
+        ("Room1", b"nickname=Nick&format=xml", errors.FORMAT_INVALID),
+    ],
+)
+def test_invalid_handshakes_raise_fatal_errors(room, query, code):
+    with pytest.raises(ClientError) as caught:
+        protocol.parse_handshake(room, query)
+    assert caught.value.code == code
+    assert caught.value.close_code == errors.WS_4400_BAD_REQUEST
+
+
+@pytest.mark.parametrize(
+    ("text", "data", "fmt", "expected"),
+    [
+        ("hello", None, "text", "hello"),
+        ("", None, "text", ""),
+        ('{"type": "message"}', None, "text", '{"type": "message"}'),
+        ("x" * MAX, None, "text", "x" * MAX),
+        ('{"type": "message", "text": "hi"}', None, "json", "hi"),
+        ('{"type": "message", "text": "<b>é</b>"}', None, "json", "<b>é</b>"),
+    ],
+)
+def test_valid_frames_yield_their_text(text, data, fmt, expected):
+    assert protocol.parse_message(text, data, fmt, MAX) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "data", "fmt", "code"),
+    [
+        (None, b"\x00\xff", "text", errors.BINARY_UNSUPPORTED),
+        (None, b"{}", "json", errors.BINARY_UNSUPPORTED),
+        ("x" * (MAX + 1), None, "text", errors.MESSAGE_TOO_LONG),
+        ("not json", None, "json", errors.JSON_INVALID),
+        ('{"type": "message", "text": 5}', None, "json", errors.COMMAND_INVALID),
+        ('{"type": "shout", "text": "hi"}', None, "json", errors.COMMAND_INVALID),
+        ('["message", "hi"]', None, "json", errors.COMMAND_INVALID),
+        (
+            '{"type": "message", "text": "' + "x" * (MAX + 1) + '"}',
+            None,
+            "json",
+            errors.MESSAGE_TOO_LONG,
+        ),
+    ],
+)
+def test_invalid_frames_raise_non_fatal_errors(text, data, fmt, code):
+    with pytest.raises(ClientError) as caught:
+        protocol.parse_message(text, data, fmt, MAX)
+    assert caught.value.code == code
+    assert caught.value.close_code is None
+
+
+def test_events_are_encoded_as_the_seed_in_text():
+    assert protocol.joined("Room1", "Nick", 1)["text"] == "Nick joined Room1"
+    assert protocol.message("Room1", "Nick", "hi", 7, 1)["text"] == "Nick: hi"
+    assert protocol.left("Room1", "Nick", 1)["text"] == "Nick left the room"
+
+
+def test_events_are_encoded_as_json_objects():
+    assert orjson.loads(protocol.joined("R", "N", 5)["json"]) == {
+        "type": "join",
+        "room": "R",
+        "nickname": "N",
+        "ts": 5,
+    }
+    assert orjson.loads(protocol.left("R", "N", 5)["json"]) == {
+        "type": "leave",
+        "room": "R",
+        "nickname": "N",
+        "ts": 5,
+    }
+    assert orjson.loads(protocol.message("R", "N", "<i>hi</i>", 3, 5)["json"]) == {
+        "type": "message",
+        "id": 3,
+        "room": "R",
+        "nickname": "N",
+        "text": "<i>hi</i>",
+        "ts": 5,
+    }
+    assert orjson.loads(protocol.welcome("R", "N", 5)) == {
+        "type": "welcome",
+        "room": "R",
+        "nickname": "N",
+        "ts": 5,
+    }
+
+
+@pytest.mark.parametrize(
+    ("error", "fmt", "expected"),
+    [
+        (ClientError("X_Y", "Why."), "text", "error X_Y: Why."),
+        (ClientError("X_Y", "Why.", 4400), "text", "error X_Y: Why."),
+        (
+            ClientError("X_Y", "Why."),
+            "json",
+            {"type": "error", "code": "X_Y", "message": "Why.", "close": None},
+        ),
+        (
+            ClientError("X_Y", "Why.", 4400),
+            "json",
+            {"type": "error", "code": "X_Y", "message": "Why.", "close": 4400},
+        ),
+    ],
+)
+def test_errors_become_one_frame(error, fmt, expected):
+    frame = protocol.error(error, fmt)
+    assert (orjson.loads(frame) if fmt == "json" else frame) == expected

@@ -1,0 +1,73 @@
+"""Several Daphne processes sharing rooms through the real Redis."""
+
+import asyncio
+
+import pytest
+
+from tests.clients import join, recv, recv_n
+
+pytestmark = pytest.mark.redis
+
+LAYERS = ["redis-pubsub", "redis"]
+
+
+@pytest.fixture(params=LAYERS)
+def two_servers(request, start_server, redis_env):
+    env = {**redis_env, "CHANNEL_LAYER": request.param}
+    return start_server("daphne", **env), start_server("daphne", **env)
+
+
+async def test_members_on_two_processes_see_joins_messages_and_leaves(two_servers):
+    a, b = two_servers
+    nick = await join(a, "Room1", "Nick")
+    assert await recv(nick) == "Nick joined Room1"
+    alex = await join(b, "Room1", "Alex")
+    assert await recv(alex) == "Alex joined Room1"
+    assert await recv(nick) == "Alex joined Room1"
+    await nick.send("from a")
+    assert await recv(nick) == "Nick: from a"
+    assert await recv(alex) == "Nick: from a"
+    await alex.send("from b")
+    assert await recv(alex) == "Alex: from b"
+    assert await recv(nick) == "Alex: from b"
+    await alex.close()
+    assert await recv(nick) == "Alex left the room"
+    await nick.close()
+
+
+async def test_rooms_stay_apart_across_processes(two_servers):
+    a, b = two_servers
+    one = await join(a, "One", "Nick")
+    two = await join(b, "Two", "Alex")
+    await recv(one), await recv(two)
+    await one.send("only one")
+    assert await recv(one) == "Nick: only one"
+    with pytest.raises(TimeoutError):
+        await recv(two, timeout=0.5)
+    await one.close()
+    await two.close()
+
+
+async def test_one_order_per_room_across_processes(two_servers):
+    servers = two_servers
+    clients = []
+    for n in range(20):
+        clients.append(await join(servers[n % 2], "Order", f"u{n}"))
+        await recv(clients[-1])
+    await asyncio.sleep(0.3)
+    for client in clients:  # drain later joins
+        while True:
+            try:
+                await recv(client, timeout=0.3)
+            except TimeoutError:
+                break
+
+    async def burst(n: int) -> None:
+        for seq in range(20):
+            await clients[n].send(f"m{seq}")
+
+    await asyncio.gather(*(burst(n) for n in range(6)))
+    streams = await asyncio.gather(*(recv_n(client, 120) for client in clients))
+    assert sorted(streams[0]) == sorted(f"u{n}: m{seq}" for n in range(6) for seq in range(20))
+    assert all(stream == streams[0] for stream in streams)
+    await asyncio.gather(*(client.close() for client in clients))
