@@ -3,13 +3,17 @@
 Parsing and encoding live in rooms.protocol; group names in rooms.groups.
 """
 
+import functools
 import time
 
 from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 
 from rooms import errors, protocol
+from rooms.dispatch import dispatch_serially
 from rooms.errors import ClientError
 from rooms.groups import room_group
 from rooms.protocol import Frames, Handshake
@@ -25,6 +29,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     handshake: Handshake | None = None
     format = protocol.TEXT
+
+    async def __call__(self, scope, receive, send) -> None:
+        # Channels' AsyncConsumer.__call__, with its per-message task and asyncio.wait
+        # replaced by long-lived readers (rooms.dispatch).
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = await self.channel_layer.new_channel()
+        self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+        self.base_send = send
+        try:
+            await dispatch_serially([receive, self.channel_receive], self.dispatch)
+        except StopConsumer:
+            pass
 
     async def dispatch(self, message: dict) -> None:
         # Channels runs aclose_old_connections() in a worker thread before every handler,

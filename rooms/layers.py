@@ -2,9 +2,12 @@
 
 Channels' InMemoryChannelLayer deep-copies a group message once per member, starts a
 task per member, and scans every channel and group for expiry on every send and receive:
-most of the cost of a delivery. This subclass hands one shared message to every member's
-queue directly (messages are never mutated after `group_send`), scans for expiry at most
-once a second, and counts every message dropped on a full channel.
+most of the cost of a delivery; and it drops a channel's queue whenever a receive empties
+it, so the next message builds a new one. This subclass hands one shared message to every
+member's queue directly (messages are never mutated after `group_send`), keeps a queue
+until its reader is cancelled (consumers cancel it when they end), scans for expiry at most
+once a second, and counts every message dropped on a full channel (logged at most once
+a second, so that an overload does not also flood the log).
 """
 
 import asyncio
@@ -16,6 +19,7 @@ from channels.layers import InMemoryChannelLayer
 logger = logging.getLogger(__name__)
 
 CLEAN_INTERVAL = 1.0  # seconds between expiry scans
+DROP_LOG_INTERVAL = 1.0  # seconds between warnings about dropped messages
 
 
 class FanoutInMemoryChannelLayer(InMemoryChannelLayer):
@@ -25,12 +29,26 @@ class FanoutInMemoryChannelLayer(InMemoryChannelLayer):
         super().__init__(**kwargs)
         self.dropped = 0
         self._next_clean = 0.0
+        self._next_drop_log = 0.0
 
     def _clean_expired(self) -> None:
         now = time.monotonic()
         if now >= self._next_clean:
             self._next_clean = now + CLEAN_INTERVAL
             super()._clean_expired()
+
+    async def receive(self, channel: str) -> dict:
+        self.require_valid_channel_name(channel)
+        self._clean_expired()
+        queue = self.channels.get(channel)
+        if queue is None:
+            queue = self.channels[channel] = asyncio.Queue(maxsize=self.get_capacity(channel))
+        try:
+            _, message = await queue.get()
+        except asyncio.CancelledError:
+            self.channels.pop(channel, None)
+            raise
+        return message
 
     async def group_send(self, group: str, message: dict) -> None:
         assert isinstance(message, dict), "message is not a dict"
@@ -44,5 +62,11 @@ class FanoutInMemoryChannelLayer(InMemoryChannelLayer):
             try:
                 queue.put_nowait(item)
             except asyncio.QueueFull:
-                self.dropped += 1
-                logger.warning("channel %s full: dropped a %s message", channel, message["type"])
+                self._drop()
+
+    def _drop(self) -> None:
+        self.dropped += 1
+        now = time.monotonic()
+        if now >= self._next_drop_log:
+            self._next_drop_log = now + DROP_LOG_INTERVAL
+            logger.warning("channel full: %d group messages dropped so far", self.dropped)
