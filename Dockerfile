@@ -13,6 +13,8 @@ RUN pip install --no-cache-dir -r requirements.txt
 COPY manage.py ./
 COPY chatproject ./chatproject
 COPY rooms ./rooms
+# Static files for WhiteNoise; the settings need a key to load, not this one at run time.
+RUN SECRET_KEY=collectstatic ALLOWED_HOSTS=localhost python manage.py collectstatic --noinput -v0
 RUN useradd --create-home --uid 10001 rooms && chown rooms /app
 USER 10001
 

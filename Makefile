@@ -8,7 +8,7 @@ DEV_STAMP := $(VENV)/.dev-installed
 HOST ?= 0.0.0.0
 PORT ?= 8000
 
-.PHONY: run test lint bench services
+.PHONY: run test lint bench services screenshot
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,7 @@ $(DEV_STAMP): requirements.txt requirements-dev.txt | $(VENV)/bin/python
 
 run: $(RUN_STAMP)
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput -v0
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) chatproject.asgi:application
 
 services:
@@ -38,3 +39,7 @@ lint: $(DEV_STAMP)
 
 bench: $(DEV_STAMP) services
 	$(PY) -m bench $(BENCH_ARGS)
+
+# Retake docs/screenshot.png (the README's picture of a room) with the browser test.
+screenshot: $(DEV_STAMP) services
+	UPDATE_SCREENSHOT=1 $(PY) -m pytest tests/test_browser.py -k screenshot -q

@@ -22,3 +22,6 @@ if ! redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping >/dev/null 2>&1; then
   done
 fi
 redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping >/dev/null
+
+# The browser tests drive Debian's Chromium through Playwright, never a downloaded build.
+[ -x /usr/bin/chromium ] || apt_install chromium

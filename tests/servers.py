@@ -25,6 +25,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def collect_static(root: Path) -> Path:
+    """Run `collectstatic` into `root`, as a deployment does; pass it as STATIC_ROOT."""
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
+        cwd=ROOT,
+        env={**os.environ, **BASE_ENV, "STATIC_ROOT": str(root)},
+        check=True,
+    )
+    return root
+
+
 def _command(kind: str, port: int) -> list[str]:
     if kind == "daphne":
         daphne = str(Path(sys.executable).with_name("daphne"))
@@ -90,6 +101,11 @@ class Server:
                 self.process.wait()
         self._log.close()
         return self.process.returncode
+
+    def restart(self) -> None:
+        """Stop the process (SIGTERM) and start a new one on the same port."""
+        self.stop()
+        self.start()
 
     def kill(self) -> None:
         """SIGKILL: the process dies without any cleanup."""

@@ -1,0 +1,56 @@
+"""The web chat pages: the lobby, and one page per room. The chat itself runs in the
+browser (rooms/static/rooms/chat.js) over the JSON WebSocket protocol."""
+
+from urllib.parse import quote, urlencode
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.views.decorators.http import require_safe
+
+from rooms import protocol
+from rooms.errors import ClientError
+
+
+def _limits() -> dict[str, int]:
+    return {
+        "max_nickname_length": protocol.MAX_NICKNAME_LENGTH,
+        "max_room_name_length": protocol.MAX_ROOM_NAME_LENGTH,
+        "max_message_length": settings.ROOMS_MAX_MESSAGE_LENGTH,
+    }
+
+
+def _lobby(request: HttpRequest, error: str = "", status: int = 200, **values: str) -> HttpResponse:
+    context = {"error": error, "values": values, **_limits()}
+    return render(request, "rooms/index.html", context, status=status)
+
+
+@require_safe
+def index(request: HttpRequest) -> HttpResponse:
+    """The lobby: active rooms (loaded by the page from /api/rooms) and the join form."""
+    return _lobby(request)
+
+
+@require_safe
+def enter(request: HttpRequest) -> HttpResponse:
+    """The join form's target: send the browser to the room's own address."""
+    room = request.GET.get("room", "").strip()
+    nickname = request.GET.get("nickname", "").strip()
+    try:
+        protocol.parse_room(room)
+        protocol.parse_nickname(nickname)
+    except ClientError as error:
+        return _lobby(request, error.message, 400, room=room, nickname=nickname)
+    query = urlencode({"nickname": nickname})
+    return HttpResponseRedirect(f"/chat/{quote(room, safe='')}/?{query}")
+
+
+@require_safe
+def room(request: HttpRequest, room_name: str) -> HttpResponse:
+    """One room's chat page; the nickname comes from ?nickname= or is asked for."""
+    try:
+        protocol.parse_room(room_name)
+    except ClientError as error:
+        return _lobby(request, error.message, 400, room=room_name)
+    context = {"room": room_name, "nickname": request.GET.get("nickname", ""), **_limits()}
+    return render(request, "rooms/room.html", context)
