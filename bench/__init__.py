@@ -1,0 +1,1 @@
+"""Load generator and benchmark runner for the rooms chat server and its tutorial baseline."""

@@ -1,0 +1,122 @@
+"""Server configurations under test: which app, which ASGI server, which channel layer."""
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+LAYERS = ("memory", "redis", "redis-pubsub")
+
+# Product limits that would otherwise cap the load instead of the server: the scenarios
+# send up to ~20 frames/s per user and hold up to 19,000 users on one process.
+ROOMS_ENV = {
+    "DEBUG": "0",
+    "SECRET_KEY": "bench-only-not-secret",
+    "ALLOWED_HOSTS": "127.0.0.1",
+    "RATE_LIMIT": "100000",
+    "RATE_BURST": "100000",
+    "MAX_CONNECTIONS": "20000",
+    "MAX_ROOM_CONNECTIONS": "20000",
+}
+
+
+@dataclass(frozen=True)
+class App:
+    """An ASGI application the bench can serve, and how the generator must talk to it."""
+
+    asgi: str
+    settings: str
+    dialect: str
+    runners: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+    migrate: bool = False
+
+
+APPS = {
+    "rooms": App(
+        "chatproject.asgi:application",
+        "chatproject.settings",
+        "rooms",
+        ("daphne", "uvicorn", "serve"),
+        ROOMS_ENV,
+        migrate=True,
+    ),
+    "tutorial": App(
+        "bench.reference.asgi:application",
+        "bench.reference.settings",
+        "tutorial",
+        ("daphne", "uvicorn"),
+    ),
+}
+
+RUNNERS = {
+    "daphne": "{bin}/daphne -b 127.0.0.1 -p {port} {app}",
+    "uvicorn": "{bin}/uvicorn {app} --host 127.0.0.1 --port {port} --loop uvloop "
+    "--ws websockets-sansio",
+    "serve": "{python} -m rooms.serve -b 127.0.0.1 -p {port} {app}",
+}
+
+# Servers outside the APP x RUNNER grid. A multi-process launcher of the product belongs
+# here, or comes from --custom NAME=CMD; CPU and RSS are summed over its process tree.
+STANDALONE = {
+    "fanout-picows": ("{python} -m bench.fanout_server --port {port}", "rooms"),
+}
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """One server configuration: a command template, its dialect, layer and environment."""
+
+    name: str
+    command: str
+    dialect: str
+    layer: str
+    app: App | None = None
+    extra_env: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def label(self) -> str:
+        """Name shown in tables, e.g. rooms-daphne/memory."""
+        return f"{self.name}/{self.layer}" if self.app else self.name
+
+    @property
+    def family(self) -> str:
+        """'tutorial' for the reference, 'rooms' for everything measured against it."""
+        return "tutorial" if self.name.startswith("tutorial") else "rooms"
+
+    def argv(self, port: int, cpus: str) -> list[str]:
+        """Command line, pinned to `cpus` with taskset."""
+        command = self.command.format(
+            bin=VENV_BIN, python=sys.executable, port=port, app=self.app.asgi if self.app else ""
+        )
+        return ["taskset", "-c", cpus, *command.split()]
+
+    def env_overrides(self, redis_url: str) -> dict[str, str]:
+        """Variables set on top of the inherited environment (recorded with results)."""
+        env: dict[str, str] = {"PYTHONUNBUFFERED": "1"}
+        if self.app:
+            env["DJANGO_SETTINGS_MODULE"] = self.app.settings
+            env.update(self.app.env)
+            env["CHANNEL_LAYER"] = self.layer
+            if self.layer.startswith("redis"):
+                env["REDIS_URL"] = redis_url
+        env.update(self.extra_env)
+        return env
+
+
+def resolve(name: str, layer: str, custom: dict[str, str], extra_env: dict[str, str]) -> ServerSpec:
+    """Turn a name like rooms-daphne, fanout-picows or a --custom entry into a spec."""
+    extra = tuple(sorted(extra_env.items()))
+    if name in custom:
+        app = APPS["tutorial" if name.startswith("tutorial") else "rooms"]
+        return ServerSpec(name, custom[name], app.dialect, layer, app, extra)
+    if name in STANDALONE:
+        command, dialect = STANDALONE[name]
+        return ServerSpec(name, command, dialect, "none", None, extra)
+    app_name, _, runner = name.partition("-")
+    app = APPS.get(app_name)
+    if app is None or runner not in app.runners:
+        known = [f"{a}-{r}" for a, spec in APPS.items() for r in spec.runners]
+        raise ValueError(f"unknown server {name!r}; known: {', '.join(known + list(STANDALONE))}")
+    return ServerSpec(name, RUNNERS[runner], app.dialect, layer, app, extra)

@@ -1,0 +1,3 @@
+"""No HTTP views: the baseline is measured on its WebSocket path only."""
+
+urlpatterns: list = []
