@@ -332,3 +332,18 @@ async def test_the_room_fits_a_phone_screen(visit, server, tmp_path):
         assert 0 <= box["x"] and box["x"] + box["width"] <= PHONE["width"], selector
         assert 0 <= box["y"] and box["y"] + box["height"] <= PHONE["height"], selector
     await nick.screenshot(path=tmp_path / "phone.png")
+
+
+async def test_a_server_shutting_down_is_announced_and_the_page_comes_back(
+    visit, start_server, static_root
+):
+    server = start_server("serve", STATIC_ROOT=str(static_root))
+    nick = await enter_room(await visit(), server, "Room1", "Nick")
+    server.restart()
+    await expect(nick.locator('.notice[data-kind="drop"] span')).to_have_text(
+        ["The server is going away (restarting or shutting down)."]
+    )
+    await expect(nick.locator('.notice[data-kind="self"] span').last).to_have_text(
+        "Reconnected.", timeout=20_000
+    )
+    await expect(nick.locator("#status")).to_have_text("Connected")

@@ -374,6 +374,11 @@
   });
   ui.input.addEventListener("input", autosize);
 
+  // Back online or back to the tab: no need to wait out the backoff.
+  const retryNow = () => { if (retryTimer !== null && !document.hidden) connect(); };
+  window.addEventListener("online", retryNow);
+  document.addEventListener("visibilitychange", retryNow);
+
   if (nickname) connect();
   else {
     setStatus("closed", "Not connected");
