@@ -149,6 +149,15 @@ CHANNEL_LAYERS = {"default": _LAYERS[CHANNEL_LAYER]}
 # Chat limits (docs/protocol.md).
 ROOMS_MAX_MESSAGE_LENGTH = env("MAX_MESSAGE_LENGTH", 4096, int)
 
+# Room state (docs/protocol.md, docs/api.md): presence, history, persistence, retention.
+ROOMS_PRESENCE_TTL = env("PRESENCE_TTL", 15.0, float)  # seconds a dead process's members last
+ROOMS_HISTORY_ON_JOIN = env("HISTORY_ON_JOIN", 50, int)  # messages a JSON joiner receives
+ROOMS_HISTORY_MAX = env("HISTORY_MAX", 1000, int)  # most replayed at once; recent cache size
+ROOMS_FLUSH_INTERVAL = env("FLUSH_INTERVAL_MS", 200, int) / 1000  # persistence batch period
+ROOMS_FLUSH_BATCH = env("FLUSH_BATCH", 500, int)  # a batch this large is written at once
+ROOMS_RETENTION_MESSAGES = env("RETENTION_MESSAGES", 100_000, int)  # per room; 0: no cap
+ROOMS_RETENTION_DAYS = env("RETENTION_DAYS", 0.0, float)  # 0: no age cap
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -4,6 +4,7 @@ Parsing and encoding live in rooms.protocol; group names in rooms.groups.
 """
 
 import functools
+import logging
 import time
 
 from channels.consumer import get_handler_name
@@ -11,13 +12,18 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import DatabaseError
 
-from rooms import errors, protocol
+from rooms import errors, history, protocol
 from rooms.dispatch import dispatch_serially
 from rooms.errors import ClientError
 from rooms.groups import room_group
+from rooms.history import Pending, get_writer
+from rooms.presence import get_presence
 from rooms.protocol import Frames, Handshake
-from rooms.sequence import get_sequence
+from rooms.sequence import get_sequence, room_event
+
+logger = logging.getLogger(__name__)
 
 
 def _now_ms() -> int:
@@ -28,6 +34,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     """One member of one room: join, relay each message to the room, leave."""
 
     handshake: Handshake | None = None
+    claimed: Handshake | None = None  # set once the nickname is this client's in its room
     format = protocol.TEXT
 
     async def __call__(self, scope, receive, send) -> None:
@@ -58,14 +65,29 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.accept()
             await self.fail(error)
             return
-        self.handshake = handshake
         self.format = handshake.format
         self.group = room_group(handshake.room)
+        try:
+            await get_presence().claim(
+                handshake.room, self.group, handshake.nickname, self.channel_name
+            )
+        except ClientError as error:
+            await self.accept()
+            await self.fail(error)
+            return
+        self.claimed = self.handshake = handshake
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        if self.format == protocol.JSON:
-            await self.send(protocol.welcome(handshake.room, handshake.nickname, _now_ms()))
-        await self.broadcast(protocol.joined(handshake.room, handshake.nickname, _now_ms()))
+        # Until this member's own join comes back through the layer, room events are
+        # history: catch_up stands in for room_event, then replays up to the join's id.
+        self.room_event = self.catch_up
+        await get_sequence().publish_join(
+            self.channel_layer,
+            self.group,
+            handshake.room,
+            self.channel_name,
+            room_event(**protocol.joined(handshake.room, handshake.nickname, _now_ms())),
+        )
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.handshake is None:
@@ -78,21 +100,51 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.fail(error)
             return
         room, nickname = self.handshake.room, self.handshake.nickname
-        message_id = await get_sequence().next(self.group)
-        await self.broadcast(protocol.message(room, nickname, text, message_id, _now_ms()))
+        if text is protocol.WHO:
+            members = await get_presence().members(self.group)
+            await self.send(protocol.members(room, members, self.format))
+            return
+        stamp = await get_sequence().publish(
+            self.channel_layer, self.group, room, nickname, text, room_event()
+        )
+        get_writer().record(Pending(room, stamp.id, stamp.ts, nickname, text))
 
     async def disconnect(self, code: int) -> None:
-        if self.handshake is None:
+        if self.claimed is None:
             return
+        claimed = self.claimed
+        await get_presence().release(claimed.room, self.group, claimed.nickname, self.channel_name)
         await self.channel_layer.group_discard(self.group, self.channel_name)
         await self.broadcast(protocol.left(self.handshake.room, self.handshake.nickname, _now_ms()))
 
     async def broadcast(self, frames: Frames) -> None:
         """Send one event to every member of the room, this one included."""
-        await self.channel_layer.group_send(self.group, {"type": "room.event", **frames})
+        await self.channel_layer.group_send(self.group, room_event(**frames))
 
     async def room_event(self, event: dict) -> None:
         await self.send(event[self.format])
+
+    async def catch_up(self, event: dict) -> None:
+        """Until this member's own join arrives, drop events (history has them); then
+        welcome (JSON), replay history up to the join's id, and go live."""
+        if event.get("joiner") != self.channel_name:
+            return
+        del self.room_event
+        room, fmt = self.handshake.room, self.format
+        try:
+            if fmt == protocol.JSON:
+                members = await get_presence().members(self.group)
+                nickname = self.handshake.nickname
+                await self.send(protocol.welcome(room, nickname, members, event["last"], _now_ms()))
+            replay = await history.replay(self.handshake, self.group, event["last"])
+        except DatabaseError:
+            logger.warning("history unavailable: joined without it", exc_info=True)
+        else:
+            if replay.gap is not None:
+                await self.send(protocol.gap(room, *replay.gap, fmt))
+            for _, frame in replay.messages:
+                await self.send(protocol.replayed(frame, fmt))
+        await self.room_event(event)
 
     async def fail(self, error: ClientError) -> None:
         """Tell the client what went wrong; close when the error is fatal."""

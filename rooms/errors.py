@@ -5,6 +5,7 @@ WS_1000_NORMAL = 1000  # the client or server ended the session normally
 WS_1001_GOING_AWAY = 1001  # the server is shutting down
 WS_4400_BAD_REQUEST = 4400  # the handshake asked for something invalid (nickname, room, format)
 WS_4404_NOT_FOUND = 4404  # no WebSocket endpoint at that path
+WS_4409_NICKNAME_TAKEN = 4409  # the nickname is held by another member of the room
 
 
 class ClientError(Exception):
@@ -27,3 +28,9 @@ BINARY_UNSUPPORTED = "BINARY_UNSUPPORTED"
 MESSAGE_TOO_LONG = "MESSAGE_TOO_LONG"
 JSON_INVALID = "JSON_INVALID"
 COMMAND_INVALID = "COMMAND_INVALID"
+COMMAND_UNKNOWN = "COMMAND_UNKNOWN"
+NICKNAME_TAKEN = "NICKNAME_TAKEN"
+HISTORY_INVALID = "HISTORY_INVALID"
+SINCE_INVALID = "SINCE_INVALID"
+ROOM_NOT_FOUND = "ROOM_NOT_FOUND"  # HTTP API only
+PARAMETER_INVALID = "PARAMETER_INVALID"  # HTTP API only

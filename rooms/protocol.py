@@ -20,6 +20,7 @@ JSON = "json"
 FORMATS = (TEXT, JSON)
 
 MAX_NICKNAME_LENGTH = 32
+COMMAND_PREFIX = "/"  # text format: a frame starting with it is a command; "//" escapes it
 MAX_ROOM_NAME_LENGTH = 100
 
 # Unicode categories refused in names: controls, unassigned, surrogates, private use,
@@ -36,6 +37,17 @@ class Handshake:
     room: str
     nickname: str
     format: str
+    history: int | None = None  # ?history=N: the last N messages before live ones
+    since: int | None = None  # ?since=ID: every message after ID (reconnect recovery)
+
+
+class Who:
+    """The command asking for the room's member list (`/who`, `{"type": "who"}`)."""
+
+    __slots__ = ()
+
+
+WHO = Who()
 
 
 def _printable(name: str) -> bool:
@@ -81,25 +93,56 @@ def parse_handshake(room: str, query_string: bytes) -> Handshake:
         )
     room = parse_room(room)
     nickname = parse_nickname(query.get("nickname", [None])[0])
-    return Handshake(room=room, nickname=nickname, format=fmt)
+    history = _count(query, "history", errors.HISTORY_INVALID)
+    since = _count(query, "since", errors.SINCE_INVALID)
+    return Handshake(room=room, nickname=nickname, format=fmt, history=history, since=since)
 
 
-def parse_message(text: str | None, data: bytes | None, fmt: str, max_length: int) -> str:
-    """Return the chat text a client frame carries, or raise a non-fatal ClientError."""
+def _count(query: dict[str, list[str]], key: str, code: str) -> int | None:
+    raw = query.get(key, [None])[0]
+    if raw is None:
+        return None
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise ClientError(
+            code, f"{key} must be a whole number, 0 or more.", errors.WS_4400_BAD_REQUEST
+        )
+    return int(raw)
+
+
+def parse_message(text: str | None, data: bytes | None, fmt: str, max_length: int) -> str | Who:
+    """Return the chat text a client frame carries, or WHO; raise a non-fatal ClientError."""
     if text is None:
         raise ClientError(errors.BINARY_UNSUPPORTED, "Binary frames are not accepted; send text.")
     if fmt == JSON:
         text = _parse_json_command(text)
+    elif text.startswith(COMMAND_PREFIX):
+        text = _parse_text_command(text)
+    if text is WHO:
+        return WHO
     if len(text) > max_length:
         raise ClientError(errors.MESSAGE_TOO_LONG, f"Messages are at most {max_length} characters.")
     return text
 
 
-def _parse_json_command(frame: str) -> str:
+def _parse_text_command(frame: str) -> str | Who:
+    if frame.startswith(COMMAND_PREFIX * 2):
+        return frame[1:]
+    if frame.rstrip() == "/who":
+        return WHO
+    raise ClientError(
+        errors.COMMAND_UNKNOWN,
+        f"Unknown command {frame.split()[0][:40]!r}: the only command is /who; "
+        "start a message with // to send one beginning with /.",
+    )
+
+
+def _parse_json_command(frame: str) -> str | Who:
     try:
         command = orjson.loads(frame)
     except orjson.JSONDecodeError:
         raise ClientError(errors.JSON_INVALID, "Frames must be JSON objects.")
+    if isinstance(command, dict) and command.get("type") == "who" and len(command) == 1:
+        return WHO
     if (
         not isinstance(command, dict)
         or command.get("type") != "message"
@@ -129,26 +172,59 @@ def left(room: str, nickname: str, ts: int) -> Frames:
     }
 
 
+def message_parts(room: str, nickname: str, text: str) -> tuple[str, tuple[str, str, str]]:
+    """A message's text frame, and its JSON frame cut where the id and the ts go.
+
+    The id and ts are filled in by whoever assigns them atomically with the publish
+    (rooms.sequence, possibly inside Redis), so the rest is encoded once, here.
+    """
+    return f"{nickname}: {text}", (
+        '{"type":"message","id":',
+        f',"room":{_json(room)},"nickname":{_json(nickname)},"text":{_json(text)},"ts":',
+        "}",
+    )
+
+
 def message(room: str, nickname: str, text: str, id: int, ts: int) -> Frames:
     """A chat message, with its room-wide id and server time."""
-    return {
-        TEXT: f"{nickname}: {text}",
-        JSON: _json(
-            {
-                "type": "message",
-                "id": id,
-                "room": room,
-                "nickname": nickname,
-                "text": text,
-                "ts": ts,
-            }
-        ),
-    }
+    text_frame, (head, middle, tail) = message_parts(room, nickname, text)
+    return {TEXT: text_frame, JSON: f"{head}{id}{middle}{ts}{tail}"}
 
 
-def welcome(room: str, nickname: str, ts: int) -> str:
+def replayed(json_frame: str, fmt: str) -> str:
+    """A stored message (kept as its JSON frame) in a client's format, for history."""
+    if fmt == JSON:
+        return json_frame
+    event = orjson.loads(json_frame)
+    return f"{event['nickname']}: {event['text']}"
+
+
+def welcome(room: str, nickname: str, members: list[str], last_id: int, ts: int) -> str:
     """The first JSON frame a joiner receives (text clients get none)."""
-    return _json({"type": "welcome", "room": room, "nickname": nickname, "ts": ts})
+    return _json(
+        {
+            "type": "welcome",
+            "room": room,
+            "nickname": nickname,
+            "members": members,
+            "last_id": last_id,
+            "ts": ts,
+        }
+    )
+
+
+def members(room: str, nicknames: list[str], fmt: str) -> str:
+    """The reply to WHO: the room's members, to the asker only."""
+    if fmt == JSON:
+        return _json({"type": "members", "room": room, "members": nicknames})
+    return f"Members of {room} ({len(nicknames)}): {', '.join(nicknames)}"
+
+
+def gap(room: str, first: int, last: int, fmt: str) -> str:
+    """Recovery could not replay messages first..last: they are no longer retained."""
+    if fmt == JSON:
+        return _json({"type": "gap", "room": room, "from": first, "to": last})
+    return f"Messages {first} to {last} of {room} are no longer available"
 
 
 def error(err: ClientError, fmt: str) -> str:

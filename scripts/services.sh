@@ -23,5 +23,24 @@ if ! redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping >/dev/null 2>&1; then
 fi
 redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping >/dev/null
 
+# PostgreSQL for the database tests (TEST_POSTGRES_URL): trust authentication on loopback,
+# as on the CI service; a fresh install is configured that way here.
+PG_HOST=127.0.0.1
+PG_PORT=5432
+pg_up() { pg_isready -q -h "$PG_HOST" -p "$PG_PORT"; }
+if ! pg_up 2>/dev/null; then
+  if ! compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; then
+    apt_install postgresql
+    for hba in /etc/postgresql/*/main/pg_hba.conf; do
+      as_root sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+    done
+  fi
+  for version in $(ls /etc/postgresql); do
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  done
+  for _ in $(seq 100); do pg_up && break; sleep 0.1; done
+fi
+pg_up
+
 # The browser tests drive Debian's Chromium through Playwright, never a downloaded build.
 [ -x /usr/bin/chromium ] || apt_install chromium

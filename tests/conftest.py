@@ -1,26 +1,46 @@
 """Fixtures: real server processes on free ports, the real Redis, a fresh channel layer."""
 
 import os
+import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 import redis
 from channels.layers import get_channel_layer
 
+from rooms.history import get_writer
+from rooms.presence import get_presence
+from rooms.sequence import get_sequence
 from tests.servers import Server
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# Trust authentication, as on the CI service; the user must be allowed to create databases.
+TEST_POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
 
 
 @pytest.fixture(autouse=True)
 async def fresh_channel_layer():
     """Each in-process test starts with an empty layer bound to its own event loop."""
     await get_channel_layer().flush()
+
+
+@pytest.fixture(autouse=True)
+async def fresh_room_state(transactional_db) -> AsyncIterator[None]:
+    """Each test starts with no members, ids or recent messages in this process, and
+    writes what it left pending; in-process consumers read and write the test database."""
+    getters = (get_writer, get_presence, get_sequence)
+    for getter in getters:
+        getter.cache_clear()
+    yield
+    for getter in getters:
+        await getter().close()
+        getter.cache_clear()
 
 
 @pytest.fixture
@@ -48,10 +68,8 @@ def redis_env(redis_url: str) -> Iterator[dict[str, str]]:
         client.delete(*keys)
 
 
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    """A migrated SQLite database of this test's own."""
-    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+def migrate(url: str) -> str:
+    """Apply every migration to the database at `url`."""
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "-v0"],
         cwd=ROOT,
@@ -59,6 +77,57 @@ def database_url(tmp_path: Path) -> str:
         check=True,
     )
     return url
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory) -> Path:
+    """A migrated SQLite file, made once per run and copied for each test (fast)."""
+    path = tmp_path_factory.mktemp("template") / "db.sqlite3"
+    migrate(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def database_url(migrated_sqlite: Path, tmp_path: Path) -> str:
+    """A migrated SQLite database of this test's own."""
+    return f"sqlite:///{shutil.copy(migrated_sqlite, tmp_path / 'db.sqlite3')}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test run, dropped at the end; its
+    absence fails under CI and skips elsewhere."""
+    name = f"rooms_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(f"{TEST_POSTGRES_URL}/postgres", autocommit=True, connect_timeout=3)
+    except psycopg.Error as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required under CI and is not reachable: {exc}")
+        pytest.skip(f"PostgreSQL not reachable at {TEST_POSTGRES_URL}: {exc}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield migrate(f"{TEST_POSTGRES_URL}/{name}")
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str) -> str:
+    """The run's PostgreSQL database, emptied of rooms and messages for this test."""
+    with psycopg.connect(postgres_server_url, autocommit=True) as connection:
+        connection.execute("TRUNCATE rooms_message, rooms_room RESTART IDENTITY CASCADE")
+    return postgres_server_url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_database_url(request, tmp_path: Path) -> str:
+    """Each database the server supports, in turn: SQLite, then the real PostgreSQL.
+    A test module uses it by overriding `database_url` with it."""
+    if request.param == "sqlite":
+        template = request.getfixturevalue("migrated_sqlite")
+        return f"sqlite:///{shutil.copy(template, tmp_path / 'db.sqlite3')}"
+    return request.getfixturevalue("postgres_url")
 
 
 @pytest.fixture

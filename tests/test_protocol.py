@@ -17,6 +17,9 @@ MAX = 4096
         ("Room1", b"nickname=%20Nick%20", protocol.Handshake("Room1", "Nick", "text")),
         ("Кухня 🍳", b"nickname=%C3%A9lodie", protocol.Handshake("Кухня 🍳", "élodie", "text")),
         ("r" * 100, b"nickname=" + b"n" * 32, protocol.Handshake("r" * 100, "n" * 32, "text")),
+        ("R", b"nickname=N&history=0", protocol.Handshake("R", "N", "text", history=0)),
+        ("R", b"nickname=N&history=20", protocol.Handshake("R", "N", "text", history=20)),
+        ("R", b"nickname=N&format=json&since=41", protocol.Handshake("R", "N", "json", since=41)),
     ],
 )
 def test_valid_handshakes_are_parsed(room, query, expected):
@@ -38,6 +41,12 @@ def test_valid_handshakes_are_parsed(room, query, expected):
         ("a/b", b"nickname=Nick", errors.ROOM_INVALID),
         ("tab\there", b"nickname=Nick", errors.ROOM_INVALID),
         ("Room1", b"nickname=Nick&format=xml", errors.FORMAT_INVALID),
+        ("Room1", b"nickname=Nick&history=-1", errors.HISTORY_INVALID),
+        ("Room1", b"nickname=Nick&history=ten", errors.HISTORY_INVALID),
+        ("Room1", b"nickname=Nick&history=", errors.HISTORY_INVALID),
+        ("Room1", b"nickname=Nick&since=1.5", errors.SINCE_INVALID),
+        ("Room1", b"nickname=Nick&since=%D9%A3", errors.SINCE_INVALID),
+        ("Room1", b"nickname=Nick&since=" + b"9" * 19, errors.SINCE_INVALID),
     ],
 )
 def test_invalid_handshakes_raise_fatal_errors(room, query, code):
@@ -114,10 +123,12 @@ def test_events_are_encoded_as_json_objects():
         "text": "<i>hi</i>",
         "ts": 5,
     }
-    assert orjson.loads(protocol.welcome("R", "N", 5)) == {
+    assert orjson.loads(protocol.welcome("R", "N", ["A", "N"], 7, 5)) == {
         "type": "welcome",
         "room": "R",
         "nickname": "N",
+        "members": ["A", "N"],
+        "last_id": 7,
         "ts": 5,
     }
 
@@ -142,3 +153,74 @@ def test_events_are_encoded_as_json_objects():
 def test_errors_become_one_frame(error, fmt, expected):
     frame = protocol.error(error, fmt)
     assert (orjson.loads(frame) if fmt == "json" else frame) == expected
+
+
+@pytest.mark.parametrize(
+    ("frame", "fmt", "expected"),
+    [
+        ("/who", "text", protocol.WHO),
+        ("/who  ", "text", protocol.WHO),
+        ("//who", "text", "/who"),
+        ("//", "text", "/"),
+        ("/", "text", None),
+        ("a /who", "text", "a /who"),
+        ('{"type": "who"}', "json", protocol.WHO),
+        ('{"type": "message", "text": "/who"}', "json", "/who"),
+    ],
+)
+def test_commands_are_parsed_and_a_double_slash_sends_a_slash(frame, fmt, expected):
+    if expected is None:
+        with pytest.raises(ClientError) as caught:
+            protocol.parse_message(frame, None, fmt, MAX)
+        assert caught.value.code == errors.COMMAND_UNKNOWN
+        assert caught.value.close_code is None
+    else:
+        assert protocol.parse_message(frame, None, fmt, MAX) == expected
+
+
+def test_unknown_text_commands_are_non_fatal_errors():
+    with pytest.raises(ClientError) as caught:
+        protocol.parse_message("/nick Bob", None, "text", MAX)
+    assert caught.value.code == errors.COMMAND_UNKNOWN
+    assert caught.value.close_code is None
+    assert "'/nick'" in caught.value.message
+
+
+def test_message_parts_fill_in_to_the_same_frame_as_message():
+    text_frame, (head, middle, tail) = protocol.message_parts("R é", 'N"', "hi\n")
+    frames = protocol.message("R é", 'N"', "hi\n", 42, 1795622892640)
+    assert text_frame == frames["text"] == 'N": hi\n'
+    assert f"{head}42{middle}1795622892640{tail}" == frames["json"]
+    assert orjson.loads(frames["json"]) == {
+        "type": "message",
+        "id": 42,
+        "room": "R é",
+        "nickname": 'N"',
+        "text": "hi\n",
+        "ts": 1795622892640,
+    }
+
+
+@pytest.mark.parametrize(
+    ("fmt", "expected"),
+    [("text", "N: hi"), ("json", protocol.message("R", "N", "hi", 3, 5)["json"])],
+)
+def test_replayed_messages_match_the_live_frames(fmt, expected):
+    assert protocol.replayed(protocol.message("R", "N", "hi", 3, 5)["json"], fmt) == expected
+
+
+@pytest.mark.parametrize(
+    ("fmt", "members", "gap"),
+    [
+        ("text", "Members of R (2): A, b", "Messages 3 to 9 of R are no longer available"),
+        (
+            "json",
+            {"type": "members", "room": "R", "members": ["A", "b"]},
+            {"type": "gap", "room": "R", "from": 3, "to": 9},
+        ),
+    ],
+)
+def test_member_lists_and_gaps_are_encoded_per_format(fmt, members, gap):
+    decode = orjson.loads if fmt == "json" else str
+    assert decode(protocol.members("R", ["A", "b"], fmt)) == members
+    assert decode(protocol.gap("R", 3, 9, fmt)) == gap

@@ -1,0 +1,154 @@
+"""Presence and unique nicknames: in one process, and across processes sharing Redis."""
+
+import asyncio
+import time
+import urllib.request
+
+import orjson
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from rooms import errors
+from tests.clients import assert_silent, join, recv, recv_json
+
+TTL = 1.5  # PRESENCE_TTL for these servers, in seconds
+
+
+def api(server, path: str) -> dict:
+    with urllib.request.urlopen(server.http(path), timeout=10) as response:
+        return orjson.loads(response.read())
+
+
+async def assert_refused_as_taken(ws, nickname: str) -> None:
+    assert await recv(ws) == (
+        f"error NICKNAME_TAKEN: The nickname {nickname!r} is taken in this room; choose another."
+    )
+    with pytest.raises(ConnectionClosed):
+        await recv(ws)
+    assert ws.close_code == errors.WS_4409_NICKNAME_TAKEN
+
+
+async def test_text_clients_list_members_with_who_and_escape_a_leading_slash(daphne):
+    nick = await join(daphne, "Room1", "Nick")
+    alex = await join(daphne, "Room1", "alex")
+    assert await recv(nick) == "Nick joined Room1"
+    assert await recv(nick) == "alex joined Room1"
+    assert await recv(alex) == "alex joined Room1"
+    await alex.send("/who")
+    assert await recv(alex) == "Members of Room1 (2): alex, Nick"
+    await alex.send("//who is there?")
+    assert await recv(alex) == "alex: /who is there?"
+    assert await recv(nick) == "alex: /who is there?"
+    await alex.send("/shrug")
+    assert await recv(alex) == (
+        "error COMMAND_UNKNOWN: Unknown command '/shrug': the only command is /who; "
+        "start a message with // to send one beginning with /."
+    )
+    await assert_silent(nick)  # neither /who nor a bad command reaches the room
+    await nick.close()
+    await alex.close()
+
+
+async def test_json_welcome_lists_members_and_who_answers_only_the_asker(daphne):
+    nick = await join(daphne, "Room1", "Nick")
+    await recv(nick)
+    alex = await join(daphne, "Room1", "Alex", format="json")
+    welcome = await recv_json(alex)
+    assert welcome["type"] == "welcome" and welcome["members"] == ["Alex", "Nick"]
+    assert (await recv_json(alex))["type"] == "join"
+    assert await recv(nick) == "Alex joined Room1"
+    await alex.send('{"type": "who"}')
+    assert await recv_json(alex) == {
+        "type": "members",
+        "room": "Room1",
+        "members": ["Alex", "Nick"],
+    }
+    await assert_silent(nick)
+    await nick.close()
+    await alex.close()
+
+
+async def test_a_taken_nickname_is_refused_with_4409_and_frees_when_its_holder_leaves(daphne):
+    holder = await join(daphne, "Room1", "Nick")
+    await recv(holder)
+    await assert_refused_as_taken(await join(daphne, "Room1", "NICK"), "NICK")
+    await assert_silent(holder)  # no join, no leave: the holder is not disturbed
+    elsewhere = await join(daphne, "Room2", "nick")  # unique per room only
+    assert await recv(elsewhere) == "nick joined Room2"
+    await holder.close()
+    again = await join(daphne, "Room1", "nICK")
+    assert await recv(again) == "nICK joined Room1"
+    await again.close()
+    await elsewhere.close()
+
+
+@pytest.fixture
+def two_servers(start_server, redis_env):
+    env = {**redis_env, "PRESENCE_TTL": str(TTL)}
+    return start_server("daphne", **env), start_server("daphne", **env)
+
+
+@pytest.mark.redis
+async def test_members_and_nicknames_are_shared_across_processes(two_servers):
+    a, b = two_servers
+    nick = await join(a, "Room1", "Nick", format="json")
+    assert (await recv_json(nick))["members"] == ["Nick"]
+    await recv_json(nick)
+    alex = await join(b, "Room1", "Alex")
+    assert await recv(alex) == "Alex joined Room1"
+    assert (await recv_json(nick))["nickname"] == "Alex"
+    await alex.send("/who")
+    assert await recv(alex) == "Members of Room1 (2): Alex, Nick"
+    assert api(a, "/api/rooms/Room1/")["members"] == ["Alex", "Nick"]
+
+    await assert_refused_as_taken(await join(b, "Room1", "nick"), "nick")
+    await assert_refused_as_taken(await join(a, "Room1", "ALEX"), "ALEX")
+    await assert_silent(nick)
+    await assert_silent(alex)
+
+    await nick.close()
+    assert await recv(alex) == "Nick left the room"
+    again = await join(b, "Room1", "nick")
+    assert await recv(again) == "nick joined Room1"
+    await again.close()
+    await alex.close()
+
+
+@pytest.mark.redis
+async def test_one_of_many_simultaneous_claims_of_a_nickname_wins(two_servers):
+    a, b = two_servers
+    attempts = await asyncio.gather(*(join((a, b)[n % 2], "Race", "Same") for n in range(8)))
+    firsts = await asyncio.gather(*(recv(ws) for ws in attempts))
+    assert firsts.count("Same joined Race") == 1
+    assert (
+        firsts.count(
+            "error NICKNAME_TAKEN: The nickname 'Same' is taken in this room; choose another."
+        )
+        == len(attempts) - 1
+    )
+    await asyncio.gather(*(ws.close() for ws in attempts))
+
+
+@pytest.mark.redis
+async def test_members_of_a_killed_process_expire_and_their_leave_is_announced(two_servers):
+    a, b = two_servers
+    ghost = await join(a, "Room1", "Ghost")
+    await recv(ghost)
+    watcher = await join(b, "Room1", "Watcher", format="json")
+    assert (await recv_json(watcher))["members"] == ["Ghost", "Watcher"]
+    await recv_json(watcher)
+    a.kill()
+    started = time.monotonic()
+    leave = await recv_json(watcher, timeout=TTL * 4)
+    assert {key: leave[key] for key in ("type", "room", "nickname")} == {
+        "type": "leave",
+        "room": "Room1",
+        "nickname": "Ghost",
+    }
+    assert time.monotonic() - started < TTL * 4 / 3 + 1.5  # the documented bound, with slack
+    assert api(b, "/api/rooms/Room1/")["members"] == ["Watcher"]
+    await assert_silent(watcher)  # announced once
+    back = await join(b, "Room1", "ghost")
+    assert await recv(back) == "ghost joined Room1"
+    await back.close()
+    await watcher.close()
