@@ -81,6 +81,12 @@ def parse_nickname(raw: str | None) -> str:
     return nickname
 
 
+def requested_format(query_string: bytes) -> str:
+    """The format to answer in, also when the handshake is refused: JSON only if asked."""
+    fmt = parse_qs(query_string.decode("latin-1")).get("format", [TEXT])[0]
+    return fmt if fmt in FORMATS else TEXT
+
+
 def parse_handshake(room: str, query_string: bytes) -> Handshake:
     """Turn the URL's room and query string into a Handshake, or raise ClientError."""
     query = parse_qs(query_string.decode("latin-1"), keep_blank_values=True)

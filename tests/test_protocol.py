@@ -224,3 +224,16 @@ def test_member_lists_and_gaps_are_encoded_per_format(fmt, members, gap):
     decode = orjson.loads if fmt == "json" else str
     assert decode(protocol.members("R", ["A", "b"], fmt)) == members
     assert decode(protocol.gap("R", 3, 9, fmt)) == gap
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        (b"", "text"),
+        (b"format=json", "json"),
+        (b"format=xml", "text"),
+        (b"nickname=&format=json", "json"),
+    ],
+)
+def test_the_error_format_follows_the_request_even_when_it_is_invalid(query, expected):
+    assert protocol.requested_format(query) == expected
