@@ -102,12 +102,12 @@ class Window:
         }
 
 
-async def wait_for_quiet(limit_pct: float, timeout_s: float) -> float:
+async def wait_for_quiet(limit_pct: float, timeout_s: float, interval_s: float = 1.0) -> float:
     """Wait until other processes use under limit_pct of a core; return the last reading."""
     deadline = time.monotonic() + timeout_s
     while True:
         busy, own, started = system_busy_s(), own_cpu_s(), time.monotonic()
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(interval_s)
         wall = time.monotonic() - started
         others = 100 * ((system_busy_s() - busy) - (own_cpu_s() - own)) / wall
         if others < limit_pct or time.monotonic() >= deadline:

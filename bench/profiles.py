@@ -12,7 +12,7 @@ def quick() -> list[Case]:
     rules = StepRules(duration_s=2.5, drain_s=3.0, quiet_s=0.5)
     return [
         ladder_case("S1", 1, 100, LadderPlan(10, 1.41, 2_000), rules, settle_s=20),
-        ladder_case("S3", 100, 10, LadderPlan(100, 1.41, 20_000), rules, settle_s=20),
+        ladder_case("S3", 100, 10, LadderPlan(40, 1.41, 20_000), rules, settle_s=20),
         idle_case("S4", 1_000, 10, hold_s=2.0, settle_s=20),
     ]
 
@@ -23,7 +23,7 @@ def full(idle_sizes: tuple[int, ...] = (1_000, 5_000, 10_000, 19_000)) -> list[C
     return [
         ladder_case("S1", 1, 100, LadderPlan(10, 1.5, 3_000, refine=2), rules, settle_s=30),
         ladder_case("S2", 1, 1_000, LadderPlan(1, 1.5, 300, refine=1), rules, settle_s=90),
-        ladder_case("S3", 100, 10, LadderPlan(50, 1.5, 30_000, refine=2), rules, settle_s=30),
+        ladder_case("S3", 100, 10, LadderPlan(30, 1.5, 30_000, refine=2), rules, settle_s=30),
         *(idle_case("S4", n, 10, hold_s=5.0, settle_s=60) for n in idle_sizes),
         churn_case("S5", workers=20, standing=2, duration_s=15.0, max_cycles=50_000),
     ]

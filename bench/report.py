@@ -51,6 +51,11 @@ def _best(record: Record) -> Record:
     return record.get("best") or {}  # type: ignore[return-value]
 
 
+def _server(r: Record) -> str:
+    """Server label, flagged when other processes competed for the CPUs."""
+    return f"{r['server']} ⚠" if r.get("noisy") else str(r["server"])
+
+
 def _conns(r: Record) -> str:
     return f"{_fmt(r.get('conns_ok'))}/{_fmt(r.get('conns_failed'))}"
 
@@ -128,7 +133,7 @@ def ladder_table(results: list[Record]) -> str:
         rows.append(
             [
                 f"{r['scenario']} {r['case']}",
-                str(r["server"]),
+                _server(r),
                 _conns(r),
                 _fmt(r.get("conn_per_s")),
                 _joined(r),
@@ -178,7 +183,7 @@ def idle_table(results: list[Record]) -> str:
     rows = [
         [
             f"{r['scenario']} {r['case']}",
-            str(r["server"]),
+            _server(r),
             _conns(r),
             _fmt(r.get("conn_per_s")),
             _connect_latency(r),
@@ -218,7 +223,7 @@ def churn_table(results: list[Record]) -> str:
     rows = [
         [
             f"{r['scenario']} {r['case']}",
-            str(r["server"]),
+            _server(r),
             _fmt(r.get("cycles")),
             _fmt(r.get("cycles_per_s")),
             _fmt(r.get("churn_failures") or 0) if r["status"] == "ok" else str(r["status"]),

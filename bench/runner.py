@@ -61,7 +61,7 @@ async def _run_one(cfg: RunConfig, case: Case, spec: ServerSpec) -> Record:
         ) as server:
             record["argv"] = server.argv
             record["env"] = server.env
-            ctx = Context(server, cfg.concurrency, cfg.connect_timeout)
+            ctx = Context(server, cfg.concurrency, cfg.connect_timeout, cfg.quiet_pct)
             record.update(await asyncio.wait_for(case.run(ctx), case.timeout_s))
     except Exception as exc:
         log.error("%s %s on %s failed: %r", case.scenario, case.title, spec.label, exc)
