@@ -1,4 +1,5 @@
-# make run: set up and serve on 0.0.0.0:8000 (Daphne, in-memory layer, SQLite).
+# make run: set up and serve on 0.0.0.0:8000 (rooms.serve: Daphne plus graceful shutdown;
+# in-memory layer, SQLite).
 # make test: set up, start the services the tests need, run every test.
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +9,7 @@ DEV_STAMP := $(VENV)/.dev-installed
 HOST ?= 0.0.0.0
 PORT ?= 8000
 
-.PHONY: run test lint bench services screenshot
+.PHONY: run test lint bench soak services screenshot
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +26,7 @@ $(DEV_STAMP): requirements.txt requirements-dev.txt | $(VENV)/bin/python
 run: $(RUN_STAMP)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v0
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) chatproject.asgi:application
+	$(PY) -m rooms.serve -b $(HOST) -p $(PORT) chatproject.asgi:application
 
 services:
 	scripts/services.sh
@@ -39,6 +40,10 @@ lint: $(DEV_STAMP)
 
 bench: $(DEV_STAMP) services
 	$(PY) -m bench $(BENCH_ARGS)
+
+# Minutes of steady load on loopback: memory flat, nothing lost (docs/operations.md).
+soak: $(DEV_STAMP)
+	$(PY) scripts/soak.py $(SOAK_ARGS)
 
 # Retake docs/screenshot.png (the README's picture of a room) with the browser test.
 screenshot: $(DEV_STAMP) services

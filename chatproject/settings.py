@@ -48,7 +48,11 @@ def env(key: str, default: Any = _REQUIRED, cast: Callable[[str], Any] = str) ->
 
 DEBUG = env("DEBUG", True, boolean)
 SECRET_KEY = env("SECRET_KEY", "insecure-local-only-key" if DEBUG else _REQUIRED)
-ALLOWED_HOSTS = env("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"], csv)
+# Outside local use (DEBUG off) the served hosts must be named: they are also the browser
+# origins admitted to WebSockets (rooms/origin.py).
+ALLOWED_HOSTS = env(
+    "ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else _REQUIRED, csv
+)
 
 INSTALLED_APPS = [
     "daphne",
@@ -71,7 +75,25 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "rooms.security.content_security_policy",
 ]
+
+# Security headers on every HTTP response. HTTPS=1 when a TLS-terminating proxy is in
+# front (it must set X-Forwarded-Proto and strip any the client sent): secure cookies, HSTS.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+CONTENT_SECURITY_POLICY = env(
+    "CONTENT_SECURITY_POLICY",
+    "default-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'; form-action 'self'",
+)
+HTTPS = env("HTTPS", False, boolean)
+if HTTPS:
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env("HSTS_SECONDS", 31536000, int)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 ROOT_URLCONF = "chatproject.urls"
 ASGI_APPLICATION = "chatproject.asgi.application"
@@ -130,7 +152,7 @@ _LAYERS = {
         "CONFIG": {"capacity": CHANNEL_CAPACITY},
     },
     "redis-pubsub": {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "BACKEND": "rooms.redis_layer.ResilientRedisPubSubChannelLayer",
         "CONFIG": {"hosts": [REDIS_URL], "prefix": REDIS_PREFIX},
     },
     "redis": {
@@ -158,10 +180,32 @@ ROOMS_FLUSH_BATCH = env("FLUSH_BATCH", 500, int)  # a batch this large is writte
 ROOMS_RETENTION_MESSAGES = env("RETENTION_MESSAGES", 100_000, int)  # per room; 0: no cap
 ROOMS_RETENTION_DAYS = env("RETENTION_DAYS", 0.0, float)  # 0: no age cap
 
+# Abuse limits and timeouts (docs/operations.md); 0 turns a limit off.
+ROOMS_RATE_LIMIT = env("RATE_LIMIT", 10.0, float)  # frames a second per connection, sustained
+ROOMS_RATE_BURST = env("RATE_BURST", 30.0, float)  # frames a connection may send at once
+ROOMS_MAX_CONNECTIONS = env("MAX_CONNECTIONS", 5000, int)  # room connections per process
+ROOMS_MAX_ROOM_CONNECTIONS = env("MAX_ROOM_CONNECTIONS", 1000, int)  # per room, per process
+ROOMS_IDLE_TIMEOUT = env("IDLE_TIMEOUT", 3600.0, float)  # seconds without a client frame
+# Transport limits, applied by the launcher (python -m rooms.serve).
+ROOMS_SEND_BUFFER_LIMIT = env("SEND_BUFFER_LIMIT", 512 * 1024, int)  # unsent bytes per client
+ROOMS_PING_INTERVAL = env("PING_INTERVAL", 20, int)  # seconds of silence before a ping
+ROOMS_PING_TIMEOUT = env("PING_TIMEOUT", 30, int)  # seconds to answer it
+ROOMS_HANDSHAKE_TIMEOUT = env("HANDSHAKE_TIMEOUT", 5, int)  # seconds to complete a handshake
+ROOMS_MAX_FRAME_BYTES = env("MAX_FRAME_BYTES", 1024 * 1024, int)  # larger messages: close 1009
+ROOMS_SHUTDOWN_TIMEOUT = env("SHUTDOWN_TIMEOUT", 8.0, float)  # SIGTERM to exit (docker: 10)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "rooms.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": env("LOG_FORMAT", "plain"),
+        }
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
 }

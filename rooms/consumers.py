@@ -3,6 +3,7 @@
 Parsing and encoding live in rooms.protocol; group names in rooms.groups.
 """
 
+import asyncio
 import functools
 import logging
 import time
@@ -14,11 +15,12 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import DatabaseError
 
-from rooms import errors, history, protocol
+from rooms import errors, history, metrics, protocol
 from rooms.dispatch import dispatch_serially
-from rooms.errors import ClientError
+from rooms.errors import BACKEND_ERRORS, ClientError
 from rooms.groups import room_group
 from rooms.history import Pending, get_writer
+from rooms.limits import TokenBucket, connections
 from rooms.presence import get_presence
 from rooms.protocol import Frames, Handshake
 from rooms.sequence import get_sequence, room_event
@@ -33,16 +35,31 @@ def _now_ms() -> int:
 class ChatConsumer(AsyncWebsocketConsumer):
     """One member of one room: join, relay each message to the room, leave."""
 
-    handshake: Handshake | None = None
+    handshake: Handshake | None = None  # set once the client is a member of its room
     claimed: Handshake | None = None  # set once the nickname is this client's in its room
+    group: str | None = None  # set once counted against the connection limits
     format = protocol.TEXT
+    closing = False
+    bucket: TokenBucket | None = None
+    idle_watch: asyncio.Task | None = None
 
     async def __call__(self, scope, receive, send) -> None:
         # Channels' AsyncConsumer.__call__, with its per-message task and asyncio.wait
         # replaced by long-lived readers (rooms.dispatch).
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        self.channel_name = await self.channel_layer.new_channel()
+        try:
+            self.channel_name = await self.channel_layer.new_channel()
+        except BACKEND_ERRORS:
+            # Redis is down: answer the handshake rather than let Daphne reply HTTP 500.
+            logger.warning("channel layer unavailable: handshake refused", exc_info=True)
+            error = errors.service_unavailable(fatal=True)
+            metrics.error(error.code)
+            await send({"type": "websocket.accept"})
+            fmt = protocol.requested_format(scope["query_string"])
+            await send({"type": "websocket.send", "text": protocol.error(error, fmt)})
+            await send({"type": "websocket.close", "code": error.close_code})
+            return
         self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
         self.base_send = send
         try:
@@ -61,36 +78,61 @@ class ChatConsumer(AsyncWebsocketConsumer):
             handshake = protocol.parse_handshake(
                 self.scope["url_route"]["kwargs"]["room_name"], self.scope["query_string"]
             )
-        except ClientError as error:
-            await self.accept()
-            await self.fail(error)
-            return
-        self.format = handshake.format
-        self.group = room_group(handshake.room)
-        try:
-            await get_presence().claim(
-                handshake.room, self.group, handshake.nickname, self.channel_name
+            self.format = handshake.format
+            group = room_group(handshake.room)
+            connections.acquire(
+                group, settings.ROOMS_MAX_CONNECTIONS, settings.ROOMS_MAX_ROOM_CONNECTIONS
             )
         except ClientError as error:
-            await self.accept()
-            await self.fail(error)
+            await self.refuse(error)
             return
-        self.claimed = self.handshake = handshake
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.group = group
+        try:
+            await get_presence().claim(handshake.room, group, handshake.nickname, self.channel_name)
+        except ClientError as error:
+            await self.refuse(error)
+            return
+        except BACKEND_ERRORS:
+            logger.warning("presence unavailable: join refused", exc_info=True)
+            await self.refuse(errors.service_unavailable(fatal=True))
+            return
+        self.claimed = handshake
+        try:
+            await self.channel_layer.group_add(group, self.channel_name)
+        except BACKEND_ERRORS:
+            logger.warning("channel layer unavailable: join refused", exc_info=True)
+            await self.refuse(errors.service_unavailable(fatal=True))
+            return
+        self.handshake = handshake
+        if settings.ROOMS_RATE_LIMIT:
+            self.bucket = TokenBucket(settings.ROOMS_RATE_LIMIT, settings.ROOMS_RATE_BURST)
         await self.accept()
         # Until this member's own join comes back through the layer, room events are
         # history: catch_up stands in for room_event, then replays up to the join's id.
         self.room_event = self.catch_up
-        await get_sequence().publish_join(
-            self.channel_layer,
-            self.group,
-            handshake.room,
-            self.channel_name,
-            room_event(**protocol.joined(handshake.room, handshake.nickname, _now_ms())),
-        )
+        try:
+            await get_sequence().publish_join(
+                self.channel_layer,
+                group,
+                handshake.room,
+                self.channel_name,
+                room_event(**protocol.joined(handshake.room, handshake.nickname, _now_ms())),
+            )
+        except BACKEND_ERRORS:
+            await self.fail(errors.service_unavailable(fatal=True))
+            return
+        self.log("join")
+        if settings.ROOMS_IDLE_TIMEOUT:
+            self.last_frame = time.monotonic()
+            self.idle_watch = asyncio.create_task(self.watch_idle(settings.ROOMS_IDLE_TIMEOUT))
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if self.handshake is None:
+        if self.handshake is None or self.closing:
+            return
+        now = self.last_frame = time.monotonic()
+        # Every frame costs a token, valid or not: each one costs the server work.
+        if self.bucket is not None and not self.bucket.take(now):
+            await self.fail(errors.rate_limited(settings.ROOMS_RATE_LIMIT))
             return
         try:
             text = protocol.parse_message(
@@ -100,22 +142,43 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.fail(error)
             return
         room, nickname = self.handshake.room, self.handshake.nickname
-        if text is protocol.WHO:
-            members = await get_presence().members(self.group)
-            await self.send(protocol.members(room, members, self.format))
+        try:
+            if getattr(self.channel_layer, "deaf", False):  # rooms.redis_layer, resubscribing
+                raise ConnectionError("channel layer subscriptions are being restored")
+            if text is protocol.WHO:
+                members = await get_presence().members(self.group)
+                await self.send(protocol.members(room, members, self.format))
+                return
+            stamp = await get_sequence().publish(
+                self.channel_layer, self.group, room, nickname, text, room_event()
+            )
+        except BACKEND_ERRORS:
+            logger.warning("channel layer unavailable: message not delivered", exc_info=True)
+            await self.fail(errors.service_unavailable(fatal=False))
             return
-        stamp = await get_sequence().publish(
-            self.channel_layer, self.group, room, nickname, text, room_event()
-        )
         get_writer().record(Pending(room, stamp.id, stamp.ts, nickname, text))
+        metrics.received()
 
     async def disconnect(self, code: int) -> None:
-        if self.claimed is None:
+        if self.idle_watch is not None:
+            self.idle_watch.cancel()
+        if self.group is None:
             return
-        claimed = self.claimed
-        await get_presence().release(claimed.room, self.group, claimed.nickname, self.channel_name)
-        await self.channel_layer.group_discard(self.group, self.channel_name)
-        await self.broadcast(protocol.left(self.handshake.room, self.handshake.nickname, _now_ms()))
+        connections.release(self.group)
+        try:
+            if self.claimed is not None:
+                claimed = self.claimed
+                await get_presence().release(
+                    claimed.room, self.group, claimed.nickname, self.channel_name
+                )
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+            if self.handshake is not None:
+                self.log("leave", code=code)
+                await self.broadcast(
+                    protocol.left(self.handshake.room, self.handshake.nickname, _now_ms())
+                )
+        except BACKEND_ERRORS:
+            logger.warning("channel layer unavailable: leave not announced", exc_info=True)
 
     async def broadcast(self, frames: Frames) -> None:
         """Send one event to every member of the room, this one included."""
@@ -123,6 +186,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def room_event(self, event: dict) -> None:
         await self.send(event[self.format])
+        metrics.delivered(event["sent"])
 
     async def catch_up(self, event: dict) -> None:
         """Until this member's own join arrives, drop events (history has them); then
@@ -137,7 +201,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 nickname = self.handshake.nickname
                 await self.send(protocol.welcome(room, nickname, members, event["last"], _now_ms()))
             replay = await history.replay(self.handshake, self.group, event["last"])
-        except DatabaseError:
+        except (*BACKEND_ERRORS, DatabaseError):
             logger.warning("history unavailable: joined without it", exc_info=True)
         else:
             if replay.gap is not None:
@@ -146,11 +210,47 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 await self.send(protocol.replayed(frame, fmt))
         await self.room_event(event)
 
+    async def refuse(self, error: ClientError) -> None:
+        """Answer a handshake that cannot join: accept, explain, close."""
+        await self.accept()
+        await self.fail(error)
+
     async def fail(self, error: ClientError) -> None:
         """Tell the client what went wrong; close when the error is fatal."""
+        metrics.error(error.code)
         await self.send(protocol.error(error, self.format))
         if error.close_code is not None:
+            self.closing = True
+            # Room events may still arrive until the close completes; sending them on a
+            # closing socket raises (autobahn), which would skip disconnect() and the leave.
+            self.room_event = self.drop_event
+            self.log("close", code=error.close_code, error=error.code)
             await self.close(code=error.close_code, reason=error.code)
+
+    async def drop_event(self, event: dict) -> None:
+        """room_event for a client being closed: nothing more is sent to it."""
+
+    async def watch_idle(self, timeout: float) -> None:
+        """Close the connection once the client has sent nothing for `timeout` seconds."""
+        # Sleeping to the deadline and re-reading it costs nothing per frame received;
+        # an Event would have to be set, or a timer rescheduled, on every frame.
+        while (remaining := self.last_frame + timeout - time.monotonic()) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(remaining)
+        await self.fail(errors.idle_timeout(timeout))
+
+    def log(self, event: str, **fields: object) -> None:
+        """One log line about this client; LOG_FORMAT=json keeps room and nickname as fields."""
+        handshake = self.handshake
+        room, nickname = (handshake.room, handshake.nickname) if handshake else ("", "")
+        details = "".join(f" {key}={value}" for key, value in fields.items())
+        logger.info(
+            "%s room=%r nickname=%r%s",
+            event,
+            room,
+            nickname,
+            details,
+            extra={"event": event, "room": room, "nickname": nickname, **fields},
+        )
 
 
 class NotFoundConsumer(AsyncWebsocketConsumer):

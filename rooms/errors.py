@@ -1,11 +1,17 @@
 """The one error type a client ever sees, and the WebSocket close codes we use."""
 
+from redis.exceptions import RedisError
+
 # Close codes (RFC 6455 section 7.4; 4000-4999 are ours, mnemonic of HTTP statuses).
 WS_1000_NORMAL = 1000  # the client or server ended the session normally
 WS_1001_GOING_AWAY = 1001  # the server is shutting down
 WS_4400_BAD_REQUEST = 4400  # the handshake asked for something invalid (nickname, room, format)
 WS_4404_NOT_FOUND = 4404  # no WebSocket endpoint at that path
+WS_4408_IDLE_TIMEOUT = 4408  # the client sent nothing for IDLE_TIMEOUT seconds
 WS_4409_NICKNAME_TAKEN = 4409  # the nickname is held by another member of the room
+WS_4429_RATE_LIMITED = 4429  # the client sent frames faster than its rate limit
+WS_4503_UNAVAILABLE = 4503  # room or server full, or the channel layer down: retry later
+WS_4509_SLOW_CONSUMER = 4509  # the client fell SEND_BUFFER_LIMIT bytes behind reading
 
 
 class ClientError(Exception):
@@ -34,3 +40,42 @@ HISTORY_INVALID = "HISTORY_INVALID"
 SINCE_INVALID = "SINCE_INVALID"
 ROOM_NOT_FOUND = "ROOM_NOT_FOUND"  # HTTP API only
 PARAMETER_INVALID = "PARAMETER_INVALID"  # HTTP API only
+RATE_LIMITED = "RATE_LIMITED"
+IDLE_TIMEOUT = "IDLE_TIMEOUT"
+ROOM_FULL = "ROOM_FULL"
+SERVER_FULL = "SERVER_FULL"
+SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+SLOW_CONSUMER = "SLOW_CONSUMER"
+
+# What a channel layer or Redis-backed store raises while its backend is unreachable.
+BACKEND_ERRORS = (RedisError, OSError, TimeoutError)
+
+
+def rate_limited(rate: float) -> ClientError:
+    """Fatal: the client sent frames faster than RATE_LIMIT a second, beyond its burst."""
+    return ClientError(
+        RATE_LIMITED,
+        f"Too many frames: at most {rate:g} a second on average.",
+        WS_4429_RATE_LIMITED,
+    )
+
+
+def idle_timeout(seconds: float) -> ClientError:
+    """Fatal: the client sent no frame for IDLE_TIMEOUT seconds."""
+    return ClientError(
+        IDLE_TIMEOUT, f"No frame from you in {seconds:g} seconds.", WS_4408_IDLE_TIMEOUT
+    )
+
+
+def service_unavailable(fatal: bool) -> ClientError:
+    """The channel layer (Redis) is down: a join is refused, a message is not delivered."""
+    if fatal:
+        return ClientError(
+            SERVICE_UNAVAILABLE,
+            "The chat service is unavailable; try again shortly.",
+            WS_4503_UNAVAILABLE,
+        )
+    return ClientError(
+        SERVICE_UNAVAILABLE,
+        "The chat service is unavailable: your message was not delivered; send it again shortly.",
+    )

@@ -40,6 +40,9 @@ def _command(kind: str, port: int) -> list[str]:
     if kind == "daphne":
         daphne = str(Path(sys.executable).with_name("daphne"))
         return [daphne, "-b", "127.0.0.1", "-p", str(port), "chatproject.asgi:application"]
+    if kind == "serve":  # the production launcher: Daphne plus graceful shutdown and limits
+        app = "chatproject.asgi:application"
+        return [sys.executable, "-m", "rooms.serve", "-b", "127.0.0.1", "-p", str(port), app]
     if kind == "runserver":
         return [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
     raise ValueError(kind)

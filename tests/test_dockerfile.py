@@ -17,6 +17,9 @@ def test_dockerfile_serves_like_make_run():
     dockerfile = (ROOT / "Dockerfile").read_text()
     makefile = (ROOT / "Makefile").read_text()
     assert "pip install --no-cache-dir -r requirements.txt" in dockerfile
-    assert "daphne -b 0.0.0.0 -p 8000 chatproject.asgi:application" in dockerfile
-    assert "daphne -b $(HOST) -p $(PORT) chatproject.asgi:application" in makefile
+    # The launcher (graceful shutdown on SIGTERM, which Docker sends on stop), not bare daphne.
+    assert "exec python -m rooms.serve -b 0.0.0.0 -p 8000 chatproject.asgi:application" in (
+        dockerfile
+    )
+    assert "$(PY) -m rooms.serve -b $(HOST) -p $(PORT) chatproject.asgi:application" in makefile
     assert "USER 10001" in dockerfile

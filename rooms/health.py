@@ -1,0 +1,73 @@
+"""Operations endpoints: liveness, readiness and Prometheus metrics (docs/operations.md)."""
+
+import asyncio
+import logging
+
+import redis.asyncio as redis
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.http import require_GET
+
+from rooms import metrics
+from rooms.limits import connections
+
+logger = logging.getLogger(__name__)
+
+CHECK_TIMEOUT = 2.0  # seconds each readiness check may take
+
+
+@require_GET
+async def healthz(request: HttpRequest) -> JsonResponse:
+    """Alive: the process answers HTTP. Restart it when this fails."""
+    return JsonResponse({"status": "ok"})
+
+
+async def _channel_layer() -> None:
+    if settings.REDIS_URL:
+        client = redis.from_url(settings.REDIS_URL, socket_timeout=CHECK_TIMEOUT)
+        try:
+            await client.ping()
+        finally:
+            await client.aclose()
+
+
+def _database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+async def _check(name: str, check) -> str:
+    try:
+        await asyncio.wait_for(check(), CHECK_TIMEOUT)
+    except Exception as exc:  # every failure means "not ready", and says why
+        logger.warning("readiness check %s failed: %r", name, exc)
+        return f"error: {type(exc).__name__}: {exc}"
+    return "ok"
+
+
+@require_GET
+async def readyz(request: HttpRequest) -> JsonResponse:
+    """Ready: the channel layer and the database answer. Send no traffic here otherwise."""
+    checks = {
+        "channel_layer": await _check("channel_layer", _channel_layer),
+        "database": await _check("database", sync_to_async(_database)),
+    }
+    ready = all(result == "ok" for result in checks.values())
+    return JsonResponse(
+        {"status": "ready" if ready else "unavailable", "checks": checks},
+        status=200 if ready else 503,
+    )
+
+
+@require_GET
+async def metrics_view(request: HttpRequest) -> HttpResponse:
+    """This process's counters in the Prometheus text format."""
+    body = metrics.render(
+        connections=connections.total,
+        rooms=connections.rooms,
+        dropped=getattr(get_channel_layer(), "dropped", 0),
+    )
+    return HttpResponse(body, content_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,122 @@
+"""channels-redis' pub/sub layer, made to survive a Redis restart.
+
+channels-redis 4.3 with redis-py 7.4 never subscribes again after Redis goes away and
+comes back: publishing works again but every member of every room stops receiving, until
+the server is restarted (measured in tests/test_faults.py). Here the receive loop, on a
+lost connection, replaces its PubSub with a new one subscribed to every channel and group
+it had, retrying with backoff until Redis answers. Until then the layer is `deaf`, and
+the consumer refuses messages (SERVICE_UNAVAILABLE) rather than publish what this
+process's members would not receive. Messages other processes publish in that window do
+not reach this process's members.
+
+It also decodes a group message once per process, not once per member: every local member
+gets the same dict (consumers never mutate events), so the work of a delivery, and the
+frame rooms.frames builds from it, is shared as with the in-memory layer.
+"""
+
+import asyncio
+import logging
+
+from channels_redis.pubsub import (
+    RedisPubSubChannelLayer,
+    RedisPubSubLoopLayer,
+    RedisSingleShardConnection,
+)
+from channels_redis.utils import _wrap_close
+
+logger = logging.getLogger(__name__)
+
+RETRY_FIRST = 0.1  # seconds before the first resubscription attempt
+RETRY_MAX = 0.5  # longest wait between attempts
+
+
+class ResubscribingShard(RedisSingleShardConnection):
+    """A shard connection whose receive loop resubscribes after a lost connection."""
+
+    lost = False  # True from a lost connection until its subscriptions are restored
+
+    async def _do_receiving(self) -> None:
+        while True:
+            try:
+                if self._pubsub and self._pubsub.subscribed:
+                    message = await self._pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=0.1
+                    )
+                    self._receive_message(message)
+                else:
+                    await asyncio.sleep(0.1)
+            except (asyncio.CancelledError, GeneratorExit):
+                raise
+            except Exception:
+                logger.warning("Redis subscription lost; resubscribing", exc_info=True)
+                self.lost = True
+                await self._resubscribe()
+                self.lost = False
+
+    async def _resubscribe(self) -> None:
+        delay = RETRY_FIRST
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                async with self._lock:
+                    pubsub = self._redis.pubsub()
+                    if self._subscribed_to:
+                        await pubsub.subscribe(*self._subscribed_to)
+                    old, self._pubsub = self._pubsub, pubsub
+            except Exception as exc:
+                logger.debug("resubscription failed: %r", exc)
+                delay = min(delay * 2, RETRY_MAX)
+                continue
+            logger.info("Redis subscriptions restored: %d channels", len(self._subscribed_to))
+            try:
+                await old.aclose()
+            except Exception:  # the old connection is already dead; closing is tidying
+                logger.debug("closing the lost PubSub failed", exc_info=True)
+            return
+
+    def _receive_message(self, message: dict | None) -> None:
+        if message is None:
+            return
+        layer = self.channel_layer
+        name = message["channel"]
+        name = name.decode() if isinstance(name, bytes) else name
+        members = layer.groups.get(name)
+        if name in layer.channels or not members:
+            super()._receive_message(message)
+            return
+        event = layer.channel_layer.deserialize(message["data"])
+        for channel in members:
+            queue = layer.channels.get(channel)
+            if queue is not None:
+                queue.put_nowait(event)
+
+
+class ResilientLoopLayer(RedisPubSubLoopLayer):
+    """The per-event-loop layer, with resubscribing shards."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._shards = [ResubscribingShard(shard.host, self) for shard in self._shards]
+
+    @property
+    def deaf(self) -> bool:
+        """Some subscriptions are lost: events published now would not all arrive here."""
+        return any(shard.lost for shard in self._shards)
+
+
+class ResilientRedisPubSubChannelLayer(RedisPubSubChannelLayer):
+    """RedisPubSubChannelLayer (CHANNEL_LAYER=redis-pubsub) that recovers from outages."""
+
+    def deserialize(self, message: bytes | dict) -> dict:
+        # Group messages arrive decoded already (ResubscribingShard._receive_message).
+        return message if isinstance(message, dict) else super().deserialize(message)
+
+    def _get_layer(self) -> ResilientLoopLayer:
+        loop = asyncio.get_running_loop()
+        layer = self._layers.get(loop)
+        if layer is None:
+            layer = self._layers[loop] = ResilientLoopLayer(
+                *self._args, **self._kwargs, channel_layer=self
+            )
+            _wrap_close(self, loop)
+        return layer

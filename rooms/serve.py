@@ -1,0 +1,222 @@
+"""The production launcher: Daphne, plus what an internet-facing chat server needs from it.
+
+    python -m rooms.serve [any daphne option] chatproject.asgi:application
+
+It takes Daphne's command line unchanged and adds (docs/operations.md):
+
+- graceful shutdown on SIGTERM/SIGINT: stop listening, send every WebSocket client a
+  close frame 1001 with a reason, let consumers announce leaves, write the messages still
+  pending in rooms.history, and stop, all within SHUTDOWN_TIMEOUT. A second signal stops
+  at once. Plain Daphne stops its reactor and clients see 1006;
+- a bound on each client's unsent bytes (SEND_BUFFER_LIMIT): a client that stops reading
+  is closed with 4509 SLOW_CONSUMER instead of growing server memory without end;
+- Daphne's timeouts and limits taken from settings (PING_INTERVAL, PING_TIMEOUT,
+  HANDSHAKE_TIMEOUT, MAX_FRAME_BYTES); options given on the command line still win.
+"""
+
+# Daphne installs Twisted's asyncio reactor on import: it must come before Twisted.
+from daphne.cli import CommandLineInterface  # isort: skip
+from daphne.server import Server  # isort: skip
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+
+from autobahn.websocket.protocol import WebSocketProtocol as AutobahnProtocol
+from daphne.ws_protocol import WebSocketProtocol
+from django.conf import settings
+from twisted.internet import abstract, reactor
+from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
+
+from rooms import errors, metrics
+
+logger = logging.getLogger(__name__)
+
+GOING_AWAY_REASON = "server shutting down"
+POLL_INTERVAL = 0.05  # seconds between checks while draining connections
+
+
+@implementer(IPushProducer)
+class SendBufferGuard:
+    """The transport's producer: Twisted pauses it once more than `bufferSize` bytes wait
+    unsent, which here means the client has stopped keeping up and is closed."""
+
+    def __init__(self, server: "RoomsServer", protocol: WebSocketProtocol) -> None:
+        self.server = server
+        self.protocol = protocol
+
+    def pauseProducing(self) -> None:
+        # Called from inside transport.write(): close on the next reactor turn instead.
+        reactor.callLater(0, self.server.close_slow_consumer, self.protocol)
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+class RoomsServer(Server):
+    """Daphne's Server with graceful shutdown and a per-client send buffer limit."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.signal_handlers = False  # ours go on the asyncio loop, see install_signals
+        self.ports: list = []
+        self.stopping = False
+
+    def run(self) -> None:
+        reactor.callWhenRunning(self.started)
+        super().run()
+
+    def started(self) -> None:
+        # Twisted's HTTP channel waits 60 s between bytes of a request head by default:
+        # bound it like the WebSocket handshake, against slowloris clients.
+        self.http_factory.timeOut = settings.ROOMS_HANDSHAKE_TIMEOUT
+        # On a protocol violation autobahn drops TCP by default, so clients only see 1006;
+        # send the close frame with its code (1002, 1007, 1009) first.
+        self.ws_factory.setProtocolOptions(failByDrop=False)
+        loop = asyncio.get_event_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.on_signal, signum)
+
+    def listen_success(self, port) -> None:
+        self.ports.append(port)
+        super().listen_success(port)
+
+    async def handle_reply(self, protocol, message: dict) -> None:
+        # Daphne's, plus: nothing is sent on a WebSocket that is closing (slow consumer,
+        # shutdown), where autobahn raises and the consumer would die before its leave.
+        details = self.connections.get(protocol)
+        if details is None or "disconnected" in details:
+            return
+        if message["type"] == "websocket.send":
+            if protocol.state == AutobahnProtocol.STATE_OPEN:
+                protocol.handle_reply(message)
+            return
+        await super().handle_reply(protocol, message)
+
+    def protocol_connected(self, protocol) -> None:
+        super().protocol_connected(protocol)
+        limit = settings.ROOMS_SEND_BUFFER_LIMIT
+        transport = getattr(protocol, "transport", None)
+        if (
+            limit
+            and isinstance(protocol, WebSocketProtocol)
+            and isinstance(transport, abstract.FileDescriptor)  # TCP or UNIX; not TLS
+        ):
+            # The HTTP channel that handed the socket over is its producer until now.
+            transport.unregisterProducer()
+            transport.bufferSize = limit
+            transport.registerProducer(SendBufferGuard(self, protocol), True)
+
+    def close_slow_consumer(self, protocol: WebSocketProtocol) -> None:
+        """Close a client over its send buffer limit; dropped 1 s later if it reads nothing."""
+        if protocol.state != AutobahnProtocol.STATE_OPEN:
+            return
+        metrics.error(errors.SLOW_CONSUMER)
+        logger.warning(
+            "slow consumer %s: over %d unsent bytes, closing",
+            protocol.client_addr,
+            settings.ROOMS_SEND_BUFFER_LIMIT,
+            extra={"event": "slow_consumer", "client": protocol.client_addr},
+        )
+        # The close frame queues behind the unsent data; autobahn aborts the TCP connection
+        # if no close reply arrives within its close handshake timeout (1 s).
+        protocol.sendClose(code=errors.WS_4509_SLOW_CONSUMER, reason=errors.SLOW_CONSUMER)
+
+    def on_signal(self, signum: int) -> None:
+        if self.stopping:
+            logger.warning("second %s: stopping now", signal.Signals(signum).name)
+            reactor.stop()
+            return
+        self.stopping = True
+        logger.info("%s: shutting down", signal.Signals(signum).name)
+        asyncio.ensure_future(self.shutdown(settings.ROOMS_SHUTDOWN_TIMEOUT))
+
+    async def shutdown(self, timeout: float) -> None:
+        """Stop listening, close every client with 1001, run the shutdown hooks, stop."""
+        start = time.monotonic()
+        try:
+            for port in self.ports:
+                port.stopListening()
+            # Half the budget for clients to close and consumers to announce their leaves;
+            # the rest, at least, for writing pending history.
+            drain_until = start + timeout / 2
+            while self.close_websockets() and time.monotonic() < drain_until:  # noqa: ASYNC110
+                await asyncio.sleep(POLL_INTERVAL)
+            left = self.close_websockets()
+            logger.info(
+                "connections drained in %.2f s, %d still open",
+                time.monotonic() - start,
+                left,
+            )
+            remaining = max(timeout - (time.monotonic() - start), 0.1)
+            await self.flush_history(remaining)
+        finally:
+            logger.info("stopped in %.2f s", time.monotonic() - start)
+            reactor.stop()
+
+    async def flush_history(self, timeout: float) -> None:
+        """Write every accepted message still pending; log loudly if that is impossible."""
+        from rooms.history import get_writer  # needs the app registry, ready by now
+
+        writer = get_writer()
+        pending = writer.pending
+        try:
+            await asyncio.wait_for(writer.close(), timeout)
+        except Exception:
+            logger.exception("history: %d pending messages not written", writer.pending)
+        else:
+            logger.info("history: %d pending messages written", pending)
+
+    def close_websockets(self) -> int:
+        """Send 1001 to every open WebSocket; count those whose consumer is still running."""
+        running = 0
+        for protocol, details in list(self.connections.items()):
+            if not isinstance(protocol, WebSocketProtocol):
+                continue
+            if protocol.state == AutobahnProtocol.STATE_OPEN:
+                # autobahn's sendClose refuses 1001 (it allows 1000 and 3000-4999 only);
+                # sendCloseFrame sends it and starts the same close handshake timeout.
+                protocol.sendCloseFrame(
+                    code=errors.WS_1001_GOING_AWAY, reasonUtf8=GOING_AWAY_REASON.encode()
+                )
+            elif protocol.state == AutobahnProtocol.STATE_CONNECTING:
+                protocol.dropConnection(abort=True)
+            instance = details.get("application_instance")
+            if instance is not None and not instance.done():
+                running += 1
+        return running
+
+
+class RoomsCommandLine(CommandLineInterface):
+    """Daphne's command line, serving with RoomsServer."""
+
+    server_class = RoomsServer
+
+
+def settings_arguments() -> list[str]:
+    """Daphne options from settings, placed first so that explicit options override them."""
+    frame = str(settings.ROOMS_MAX_FRAME_BYTES)
+    return [
+        f"--ping-interval={settings.ROOMS_PING_INTERVAL}",
+        f"--ping-timeout={settings.ROOMS_PING_TIMEOUT}",
+        f"--websocket_connect_timeout={settings.ROOMS_HANDSHAKE_TIMEOUT}",
+        f"--websocket-max-message-size={frame}",
+        f"--websocket-max-frame-size={frame}",
+    ]
+
+
+def main(argv: list[str]) -> None:
+    """Serve like `daphne`, with the additions above."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
+    RoomsCommandLine().run(settings_arguments() + argv)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,167 @@
+"""Faults: Redis goes away and comes back; peers die without closing.
+
+The Redis here is a private redis-server this module starts on a free port, so that it
+can be stopped and restarted without touching the shared one.
+"""
+
+import asyncio
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from rooms import errors
+from tests.clients import assert_silent, join, recv
+from tests.servers import free_port
+
+UNAVAILABLE = (
+    "error SERVICE_UNAVAILABLE: The chat service is unavailable: "
+    "your message was not delivered; send it again shortly."
+)
+
+
+class PrivateRedis:
+    """A redis-server of this test's own, on a fixed port across restarts, no persistence."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.log = log_dir / f"redis-{self.port}.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        server = shutil.which("redis-server")
+        if server is None:
+            if os.environ.get("CI"):
+                pytest.fail("redis-server is required under CI (scripts/services.sh)")
+            pytest.skip("redis-server is not installed")
+        self.process = subprocess.Popen(
+            [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+            + ["--appendonly", "no", "--logfile", str(self.log)],
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not listen on {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    redis = PrivateRedis(tmp_path)
+    redis.start()
+    yield redis
+    redis.stop()
+
+
+def _get(server, path: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(server.http(path), timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+async def _closed(ws) -> tuple[int | None, list[str]]:
+    frames = []
+    with pytest.raises(ConnectionClosed):
+        while True:
+            frames.append(await recv(ws))
+    return ws.close_code, frames
+
+
+async def test_redis_outage_is_explained_and_the_server_recovers_by_itself(
+    start_server, private_redis
+):
+    server = start_server("serve", REDIS_URL=private_redis.url, REDIS_PREFIX="outage")
+    nick = await join(server, "Room1", "Nick")
+    assert await recv(nick) == "Nick joined Room1"
+    alex = await join(server, "Room1", "Alex")
+    assert await recv(nick) == await recv(alex) == "Alex joined Room1"
+    await nick.send("before")
+    assert await recv(nick) == await recv(alex) == "Nick: before"
+    assert _get(server, "/readyz")[0] == 200
+
+    private_redis.stop()
+    await nick.send("during")
+    assert await recv(nick) == UNAVAILABLE  # told, and still connected
+    await assert_silent(alex)
+    late = await join(server, "Room1", "Late")
+    assert await _closed(late) == (
+        errors.WS_4503_UNAVAILABLE,
+        ["error SERVICE_UNAVAILABLE: The chat service is unavailable; try again shortly."],
+    )
+    assert _get(server, "/healthz") == (200, {"status": "ok"})
+    status, body = _get(server, "/readyz")
+    assert status == 503 and body["status"] == "unavailable"
+    assert body["checks"]["channel_layer"].startswith("error")
+    assert body["checks"]["database"] == "ok"
+
+    private_redis.start()  # same port, empty: no restart of the chat server
+    deadline = time.monotonic() + 30
+    attempt = 0
+    while True:
+        attempt += 1
+        await nick.send(f"after{attempt}")
+        frame = await recv(nick)
+        if frame == f"Nick: after{attempt}":
+            break
+        assert frame == UNAVAILABLE
+        assert time.monotonic() < deadline, "no recovery within 30 s"
+        await asyncio.sleep(0.5)
+    assert await recv(alex) == f"Nick: after{attempt}"  # nothing refused reached the room
+    again = await join(server, "Room1", "Again")
+    assert await recv(again) == "Again joined Room1"
+    assert await recv(nick) == await recv(alex) == "Again joined Room1"
+    assert _get(server, "/readyz")[0] == 200
+    for ws in (nick, alex, again):
+        await ws.close()
+
+
+def _silent_peer(port: int, path: str) -> socket.socket:
+    """Join, then never read or answer again: what a peer that vanished looks like."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += sock.recv(1)
+    assert response.startswith(b"HTTP/1.1 101"), response
+    return sock
+
+
+async def test_dead_peer_is_removed_after_a_missed_ping_and_its_leave_announced(start_server):
+    server = start_server("serve", PING_INTERVAL="1", PING_TIMEOUT="1")
+    nick = await join(server, "Room1", "Nick")
+    await recv(nick)
+    ghost = _silent_peer(server.port, "/ws/chat/Room1/?nickname=Ghost")
+    assert await recv(nick) == "Ghost joined Room1"
+    # Ping after 1 s of silence, 1 s to answer, checked every 2 s: gone within ~5 s.
+    assert await recv(nick, timeout=15) == "Ghost left the room"
+    await assert_silent(nick, 3.5)  # Nick answers pings (websockets does) and stays
+    await nick.send("still here")
+    assert await recv(nick) == "Nick: still here"
+    ghost.close()
+    await nick.close()

@@ -1,0 +1,240 @@
+"""Abuse limits: rate, room and server size, idle clients, slow consumers, frame size.
+
+Pure tables for rooms.limits, then each limit against the real launcher (rooms.serve)
+over real sockets: the client at fault gets its error frame and close code, everyone
+else goes on.
+"""
+
+import asyncio
+import base64
+import os
+import socket
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from rooms import errors
+from rooms.errors import ClientError
+from rooms.limits import ConnectionCounter, TokenBucket
+from tests.clients import assert_silent, join, recv, recv_n
+
+
+@pytest.mark.parametrize(
+    ("rate", "burst", "times", "allowed"),
+    [
+        (1.0, 3.0, [0, 0, 0, 0], [True, True, True, False]),
+        (1.0, 3.0, [0, 0, 0, 0, 1.0], [True, True, True, False, True]),
+        (2.0, 1.0, [0, 0.25, 0.5, 0.6, 1.0], [True, False, True, False, True]),
+        (10.0, 2.0, [0, 0, 100, 100, 100], [True, True, True, True, False]),
+        (0.0, 0.0, [0] * 5, [True] * 5),  # rate 0: no limit
+    ],
+)
+def test_token_bucket_allows_its_burst_then_its_rate(rate, burst, times, allowed):
+    bucket = TokenBucket(rate, burst)
+    assert [bucket.take(now) for now in times] == allowed
+
+
+def test_connection_counter_refuses_a_full_room_then_a_full_server():
+    counter = ConnectionCounter()
+    counter.acquire("room.a", max_total=3, max_per_group=2)
+    counter.acquire("room.a", max_total=3, max_per_group=2)
+    with pytest.raises(ClientError) as room_full:
+        counter.acquire("room.a", max_total=3, max_per_group=2)
+    assert (room_full.value.code, room_full.value.close_code) == (
+        errors.ROOM_FULL,
+        errors.WS_4503_UNAVAILABLE,
+    )
+    counter.acquire("room.b", max_total=3, max_per_group=2)
+    with pytest.raises(ClientError) as server_full:
+        counter.acquire("room.c", max_total=3, max_per_group=2)
+    assert server_full.value.code == errors.SERVER_FULL
+    assert (counter.total, counter.rooms) == (3, 2)
+
+
+def test_connection_counter_frees_a_place_on_release_and_forgets_empty_rooms():
+    counter = ConnectionCounter()
+    counter.acquire("room.a", max_total=1, max_per_group=1)
+    counter.release("room.a")
+    assert (counter.total, counter.rooms) == (0, 0)
+    counter.acquire("room.b", max_total=1, max_per_group=1)
+    assert counter.per_group == {"room.b": 1}
+
+
+def test_zero_means_no_connection_limit():
+    counter = ConnectionCounter()
+    for _ in range(50):
+        counter.acquire("room.a", max_total=0, max_per_group=0)
+    assert counter.total == 50
+
+
+async def _closed(ws) -> tuple[int | None, list[str]]:
+    """Read until the server closes; the frames read and the close code."""
+    frames = []
+    with pytest.raises(ConnectionClosed):
+        while True:
+            frames.append(await recv(ws))
+    return ws.close_code, frames
+
+
+async def test_client_over_its_rate_is_told_and_closed_and_the_room_goes_on(start_server):
+    server = start_server("serve", RATE_LIMIT="1", RATE_BURST="3")
+    other = await join(server, "Room1", "Other")
+    await recv(other)
+    flood = await join(server, "Room1", "Flood")
+    await recv(flood), await recv(other)
+    for n in range(6):
+        await flood.send(f"m{n}")
+    code, frames = await _closed(flood)
+    assert code == errors.WS_4429_RATE_LIMITED
+    assert frames[-1] == "error RATE_LIMITED: Too many frames: at most 1 a second on average."
+    # Its own echoes race the error; none comes after it, and nothing is sent once closing.
+    assert frames[:-1] == ["Flood: m0", "Flood: m1", "Flood: m2"][: len(frames) - 1]
+    assert await recv_n(other, 4) == ["Flood: m0", "Flood: m1", "Flood: m2", "Flood left the room"]
+    await other.send("still here")
+    assert await recv(other) == "Other: still here"
+    await other.close()
+
+
+async def test_full_room_and_full_server_refuse_with_4503_until_a_place_frees(start_server):
+    server = start_server("serve", MAX_ROOM_CONNECTIONS="2", MAX_CONNECTIONS="3")
+    first = await join(server, "Small", "First")
+    second = await join(server, "Small", "Second")
+    await recv(first), await recv(first), await recv(second)
+    third = await join(server, "Small", "Third")
+    assert await _closed(third) == (
+        errors.WS_4503_UNAVAILABLE,
+        ["error ROOM_FULL: This room is full (2 members); try again later."],
+    )
+    elsewhere = await join(server, "Other", "Elsewhere")
+    await recv(elsewhere)
+    fourth = await join(server, "Another", "Fourth")
+    assert await _closed(fourth) == (
+        errors.WS_4503_UNAVAILABLE,
+        ["error SERVER_FULL: The server is at its connection limit; try again later."],
+    )
+    await assert_silent(first, 0.1)  # refused joiners were never announced
+    await second.close()
+    assert await recv(first) == "Second left the room"
+    again = await join(server, "Small", "Again")
+    assert await recv(again) == "Again joined Small"
+    for ws in (first, again, elsewhere):
+        await ws.close()
+
+
+async def test_idle_client_is_closed_with_4408_and_an_active_one_stays(start_server):
+    server = start_server("serve", IDLE_TIMEOUT="2")
+    idle = await join(server, "Room1", "Idle")
+    active = await join(server, "Room1", "Active")
+    await recv_n(idle, 2), await recv(active)
+    for n in range(12):  # 3 s of activity, a frame every 0.25 s
+        await active.send(f"tick{n}")
+        await asyncio.sleep(0.25)
+    seen = [await recv(active) for _ in range(13)]
+    await active.send("last")
+    assert await recv(active) == "Active: last"
+    await active.close()
+    assert "Idle left the room" in seen
+    assert [line for line in seen if line.startswith("Active:")] == [
+        f"Active: tick{n}" for n in range(12)
+    ]
+    code, frames = await _closed(idle)
+    assert code == errors.WS_4408_IDLE_TIMEOUT
+    assert frames[-1] == "error IDLE_TIMEOUT: No frame from you in 2 seconds."
+
+
+def _raw_join(port: int, path: str, rcvbuf: int | None = None) -> socket.socket:
+    """A WebSocket handshake over a plain socket, which then reads only when told to."""
+    sock = socket.socket()
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += sock.recv(1)
+    assert response.startswith(b"HTTP/1.1 101"), response
+    return sock
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+async def test_client_that_stops_reading_is_dropped_and_bounds_server_memory(start_server):
+    server = start_server("serve", RATE_LIMIT="0", SEND_BUFFER_LIMIT="262144")
+    reader = await join(server, "Busy", "Reader")
+    stalled = _raw_join(server.port, "/ws/chat/Busy/?nickname=Stalled", rcvbuf=4096)
+    sender = await join(server, "Busy", "Sender")
+    await recv_n(reader, 3), await recv(sender)
+    drain = asyncio.create_task(_drain(sender))
+    baseline = _rss_kib(server.process.pid)
+    text = "x" * 4000
+    received: list[str] = []
+    sent = 0
+
+    async def send_and_keep_up() -> None:
+        nonlocal sent
+        await sender.send(f"{sent} {text}")
+        sent += 1
+        while len(received) < sent - 5:  # the reader stays at most 5 messages behind
+            received.append(await recv(reader))
+
+    # Keep the room busy until the stalled member is dropped (the kernel's socket buffers
+    # fill first, a few MB on loopback), then a little longer; bounded either way.
+    while sent < 5000 and "Stalled left the room" not in received:
+        await send_and_keep_up()
+    for _ in range(100):
+        await send_and_keep_up()
+    while len([line for line in received if line.startswith("Sender:")]) < sent:
+        received.append(await recv(reader))
+    assert "Stalled left the room" in received
+    messages = [line for line in received if line.startswith("Sender:")]
+    assert messages == [f"Sender: {n} {text}" for n in range(sent)]  # nothing lost, in order
+    # ~4 kB a message: a stalled member kept by the server would have cost sent * 4 kB.
+    assert _rss_kib(server.process.pid) - baseline < 30 * 1024, (sent, baseline)
+    assert _read_until_closed(stalled) < sent * 4000  # cut off, not served everything
+    stalled.close()
+    drain.cancel()
+    await sender.close()
+    await reader.close()
+
+
+def _read_until_closed(sock: socket.socket) -> int:
+    """Read what the server had queued until it drops the connection; the bytes read."""
+    total = 0
+    try:
+        while chunk := sock.recv(65536):
+            total += len(chunk)
+    except ConnectionResetError:
+        pass
+    return total
+
+
+async def _drain(ws) -> None:
+    try:
+        while True:
+            await ws.recv()
+    except ConnectionClosed:
+        pass
+
+
+async def test_message_over_max_frame_bytes_fails_only_that_connection(start_server):
+    server = start_server("serve", MAX_FRAME_BYTES="10000")
+    other = await join(server, "Room1", "Other")
+    await recv(other)
+    big = await join(server, "Room1", "Big")
+    await recv(big), await recv(other)
+    await big.send("x" * 10001)
+    code, _ = await _closed(big)
+    assert code in (1009, 1006)  # failed at once: most clients see the TCP close first
+    assert await recv(other) == "Big left the room"
+    await other.send("alive")
+    assert await recv(other) == "Other: alive"
+    await other.close()

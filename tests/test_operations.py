@@ -1,0 +1,92 @@
+"""Production configuration, security headers, health and metrics endpoints, live."""
+
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.clients import join, recv
+from tests.servers import BASE_ENV, ROOT
+
+
+def _get(url: str, **headers: str) -> tuple[int, dict[str, str], str]:
+    try:
+        request = urllib.request.Request(url, headers=headers)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read().decode()
+
+
+@pytest.mark.parametrize(
+    ("missing", "message"),
+    [
+        ("SECRET_KEY", "Setting SECRET_KEY is missing, and has no default."),
+        ("ALLOWED_HOSTS", "Setting ALLOWED_HOSTS is missing, and has no default."),
+    ],
+)
+def test_production_settings_refuse_to_start_without_secret_key_or_allowed_hosts(missing, message):
+    env = {**os.environ, **BASE_ENV, "DEBUG": "0", missing: ""}
+    result = subprocess.run(
+        [sys.executable, "-c", "import chatproject.settings"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_http_pages_carry_the_security_headers(start_server):
+    server = start_server("serve")
+    status, headers, _ = _get(server.http("/healthz"))
+    assert status == 200
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["X-Frame-Options"] == "DENY"
+    assert headers["Referrer-Policy"] == "same-origin"
+    assert headers["Cross-Origin-Opener-Policy"] == "same-origin"
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert "Strict-Transport-Security" not in headers  # only with HTTPS=1
+
+
+def test_hsts_and_secure_cookies_only_behind_https(start_server):
+    server = start_server("serve", HTTPS="1")
+    _, headers, _ = _get(server.http("/healthz"), **{"X-Forwarded-Proto": "https"})
+    assert headers["Strict-Transport-Security"] == "max-age=31536000"
+    _, headers, _ = _get(server.http("/healthz"))  # not through the TLS proxy
+    assert "Strict-Transport-Security" not in headers
+
+
+async def test_metrics_count_connections_rooms_messages_and_errors(start_server):
+    server = start_server("serve")
+    nick = await join(server, "Room1", "Nick")
+    assert await recv(nick) == "Nick joined Room1"
+    await nick.send(b"\x00binary")
+    assert (await recv(nick)).startswith("error BINARY_UNSUPPORTED")
+    for n in range(3):
+        await nick.send(f"m{n}")
+        assert await recv(nick) == f"Nick: m{n}"
+    status, headers, body = _get(server.http("/metrics"))
+    assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    lines = set(body.splitlines())
+    assert {
+        "rooms_connections 1",
+        "rooms_rooms 1",
+        "rooms_messages_in_total 3",
+        "rooms_messages_out_total 4",  # the join and three messages
+        "rooms_dropped_total 0",
+        'rooms_errors_total{code="BINARY_UNSUPPORTED"} 1',
+        'rooms_delivery_latency_seconds_bucket{le="+Inf"} 0',  # sampled 1 in 16
+    } <= lines
+    await nick.close()
+
+
+def test_readyz_reports_each_dependency(start_server):
+    server = start_server("serve")
+    status, _, body = _get(server.http("/readyz"))
+    assert status == 200
+    assert body == '{"status": "ready", "checks": {"channel_layer": "ok", "database": "ok"}}'
