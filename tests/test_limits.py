@@ -98,8 +98,9 @@ async def test_client_over_its_rate_is_told_and_closed_and_the_room_goes_on(star
 async def test_full_room_and_full_server_refuse_with_4503_until_a_place_frees(start_server):
     server = start_server("serve", MAX_ROOM_CONNECTIONS="2", MAX_CONNECTIONS="3")
     first = await join(server, "Small", "First")
+    assert await recv(first) == "First joined Small"
     second = await join(server, "Small", "Second")
-    await recv(first), await recv(first), await recv(second)
+    assert await recv(first) == await recv(second) == "Second joined Small"
     third = await join(server, "Small", "Third")
     assert await _closed(third) == (
         errors.WS_4503_UNAVAILABLE,
@@ -124,8 +125,9 @@ async def test_full_room_and_full_server_refuse_with_4503_until_a_place_frees(st
 async def test_idle_client_is_closed_with_4408_and_an_active_one_stays(start_server):
     server = start_server("serve", IDLE_TIMEOUT="2")
     idle = await join(server, "Room1", "Idle")
+    assert await recv(idle) == "Idle joined Room1"
     active = await join(server, "Room1", "Active")
-    await recv_n(idle, 2), await recv(active)
+    assert await recv(idle) == await recv(active) == "Active joined Room1"
     for n in range(12):  # 3 s of activity, a frame every 0.25 s
         await active.send(f"tick{n}")
         await asyncio.sleep(0.25)
@@ -170,9 +172,11 @@ def _rss_kib(pid: int) -> int:
 async def test_client_that_stops_reading_is_dropped_and_bounds_server_memory(start_server):
     server = start_server("serve", RATE_LIMIT="0", SEND_BUFFER_LIMIT="262144")
     reader = await join(server, "Busy", "Reader")
+    assert await recv(reader) == "Reader joined Busy"
     stalled = _raw_join(server.port, "/ws/chat/Busy/?nickname=Stalled", rcvbuf=4096)
+    assert await recv(reader) == "Stalled joined Busy"
     sender = await join(server, "Busy", "Sender")
-    await recv_n(reader, 3), await recv(sender)
+    assert await recv(reader) == await recv(sender) == "Sender joined Busy"
     drain = asyncio.create_task(_drain(sender))
     baseline = _rss_kib(server.process.pid)
     text = "x" * 4000
