@@ -18,6 +18,7 @@ from django.db import DatabaseError
 from rooms import errors, history, metrics, protocol
 from rooms.dispatch import dispatch_serially
 from rooms.errors import BACKEND_ERRORS, ClientError
+from rooms.extensions import SEND_MANY
 from rooms.groups import room_group
 from rooms.history import Pending, get_writer
 from rooms.limits import TokenBucket, connections
@@ -34,6 +35,10 @@ def _now_ms() -> int:
 
 class ChatConsumer(AsyncWebsocketConsumer):
     """One member of one room: join, relay each message to the room, leave."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.outbox: list[str] = []  # room events not yet written, see flush()
 
     handshake: Handshake | None = None  # set once the client is a member of its room
     claimed: Handshake | None = None  # set once the nickname is this client's in its room
@@ -63,7 +68,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
         self.base_send = send
         try:
-            await dispatch_serially([receive, self.channel_receive], self.dispatch)
+            await dispatch_serially([receive, self.channel_receive], self.dispatch, self.flush)
         except StopConsumer:
             pass
 
@@ -74,11 +79,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await getattr(self, get_handler_name(message))(message)
 
     async def connect(self) -> None:
+        self.format = protocol.requested_format(self.scope["query_string"])
         try:
             handshake = protocol.parse_handshake(
                 self.scope["url_route"]["kwargs"]["room_name"], self.scope["query_string"]
             )
-            self.format = handshake.format
             group = room_group(handshake.room)
             connections.acquire(
                 group, settings.ROOMS_MAX_CONNECTIONS, settings.ROOMS_MAX_ROOM_CONNECTIONS
@@ -185,8 +190,25 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_send(self.group, room_event(**frames))
 
     async def room_event(self, event: dict) -> None:
-        await self.send(event[self.format])
+        # Gathered, then written by flush() once no message is waiting: one write per burst.
+        self.outbox.append(event[self.format])
         metrics.delivered(event["sent"])
+
+    async def flush(self) -> None:
+        """Write the room events gathered since the last flush, in one message if the
+        server takes several at once (rooms.extensions.SEND_MANY), else one by one."""
+        if not self.outbox:
+            return
+        texts, self.outbox = self.outbox, []
+        if SEND_MANY in self.scope.get("extensions", ()):
+            await self.base_send({"type": "websocket.send", "texts": texts})
+        else:
+            for text in texts:
+                await self.base_send({"type": "websocket.send", "text": text})
+
+    async def send(self, text_data=None, bytes_data=None, close=False) -> None:
+        await self.flush()  # room events gathered before this frame go out first
+        await super().send(text_data, bytes_data, close)
 
     async def catch_up(self, event: dict) -> None:
         """Until this member's own join arrives, drop events (history has them); then

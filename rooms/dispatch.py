@@ -3,8 +3,9 @@
 Channels' `await_many_dispatch` starts a new task and an `asyncio.wait` for every message,
 most of the cost of a delivery once the layer is cheap. Here two long-lived pump tasks
 feed one bounded inbox, and the consumer dispatches from it serially, as Channels does: a
-burst of messages is handled without a task switch per message. The bound keeps
-back-pressure on the channel layer, whose capacity still applies.
+burst of messages is handled without a task switch per message, and `idle` runs each time
+the burst is over (the consumer writes what it gathered, see ChatConsumer.flush). The
+bound keeps back-pressure on the channel layer, whose capacity still applies.
 """
 
 import asyncio
@@ -24,13 +25,18 @@ async def _pump(source: Source, inbox: asyncio.Queue) -> None:
 
 
 async def dispatch_serially(
-    sources: Sequence[Source], dispatch: Callable[[dict], Awaitable[None]]
+    sources: Sequence[Source],
+    dispatch: Callable[[dict], Awaitable[None]],
+    idle: Callable[[], Awaitable[None]],
 ) -> None:
-    """Dispatch messages from every source one at a time, until a source or handler raises."""
+    """Dispatch messages from every source one at a time, until a source or handler raises;
+    await `idle()` whenever no message is waiting."""
     inbox: asyncio.Queue = asyncio.Queue(INBOX_SIZE)
     pumps = [asyncio.ensure_future(_pump(source, inbox)) for source in sources]
     try:
         while True:
+            if inbox.empty():
+                await idle()
             message = await inbox.get()
             if isinstance(message, Exception):
                 raise message

@@ -10,6 +10,7 @@ It takes Daphne's command line unchanged and adds (docs/operations.md):
   at once. Plain Daphne stops its reactor and clients see 1006;
 - a bound on each client's unsent bytes (SEND_BUFFER_LIMIT): a client that stops reading
   is closed with 4509 SLOW_CONSUMER instead of growing server memory without end;
+- room events framed once per message and written once per burst (rooms.frames);
 - Daphne's timeouts and limits taken from settings (PING_INTERVAL, PING_TIMEOUT,
   HANDSHAKE_TIMEOUT, MAX_FRAME_BYTES); options given on the command line still win.
 """
@@ -33,6 +34,8 @@ from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 from rooms import errors, metrics
+from rooms.extensions import SEND_MANY
+from rooms.frames import SharedFrameProtocol
 
 logger = logging.getLogger(__name__)
 
@@ -80,9 +83,15 @@ class RoomsServer(Server):
         # On a protocol violation autobahn drops TCP by default, so clients only see 1006;
         # send the close frame with its code (1002, 1007, 1009) first.
         self.ws_factory.setProtocolOptions(failByDrop=False)
+        self.ws_factory.protocol = SharedFrameProtocol
         loop = asyncio.get_event_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.on_signal, signum)
+
+    def create_application(self, protocol, scope: dict):
+        if isinstance(protocol, SharedFrameProtocol):
+            scope["extensions"] = {**scope.get("extensions", {}), SEND_MANY: {}}
+        return super().create_application(protocol, scope)
 
     def listen_success(self, port) -> None:
         self.ports.append(port)

@@ -174,3 +174,11 @@ async def test_foreign_browser_origin_is_refused_and_no_origin_is_admitted():
     )
     assert (await local.connect())[0]
     await local.disconnect()
+
+
+async def test_json_client_refused_at_the_handshake_gets_a_json_error():
+    bad = await join("Room1", "n" * 40, format="json")
+    error = orjson.loads(await bad.receive_from())
+    assert error["type"] == "error" and error["code"] == errors.NICKNAME_INVALID
+    assert error["close"] == errors.WS_4400_BAD_REQUEST
+    assert (await bad.receive_output())["code"] == errors.WS_4400_BAD_REQUEST

@@ -1,0 +1,79 @@
+"""Server-to-client WebSocket frames built once per message, not once per recipient.
+
+A room message reaches every member as the same `str` object (the channel layer shares one
+event among all local members). Daphne hands each recipient's copy to autobahn, which
+encodes, checks, frames and logs it again for every socket: about a third of the CPU of a
+delivery. `SharedFrameProtocol` keeps the last few frames it built, keyed by the identity
+of their text, and writes the cached bytes. A server frame is never masked (RFC 6455
+section 5.1), so the bytes are the same for every recipient.
+
+It also takes `{"type": "websocket.send", "texts": [...]}`: several text messages written
+to the socket at once, one frame each. rooms.serve advertises it with the ASGI scope
+extension rooms.extensions.SEND_MANY; elsewhere a consumer sends one text at a time.
+"""
+
+import struct
+from collections.abc import Sequence
+
+from daphne.ws_protocol import WebSocketProtocol
+
+CACHE_SIZE = 256  # distinct messages in flight at once, per process
+
+_cache: dict[int, tuple[str, bytes]] = {}
+
+
+def text_frame(text: str) -> bytes:
+    """One final, unmasked, uncompressed text frame carrying `text`."""
+    payload = text.encode()
+    length = len(payload)
+    if length < 126:
+        header = struct.pack("!BB", 0x81, length)
+    elif length < 1 << 16:
+        header = struct.pack("!BBH", 0x81, 126, length)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, length)
+    return header + payload
+
+
+def shared_text_frame(text: str) -> bytes:
+    """`text_frame(text)`, built once for every send of this very `str` object."""
+    entry = _cache.get(id(text))
+    if entry is not None and entry[0] is text:
+        return entry[1]
+    frame = text_frame(text)
+    if len(_cache) >= CACHE_SIZE:
+        del _cache[next(iter(_cache))]  # the oldest entry
+    _cache[id(text)] = (text, frame)  # holding `text` keeps its id from being reused
+    return frame
+
+
+class SharedFrameProtocol(WebSocketProtocol):
+    """Daphne's WebSocket protocol, writing shared frames for plain text sends."""
+
+    def handle_reply(self, message: dict) -> None:
+        texts = message.get("texts")
+        if texts is None or message["type"] != "websocket.send":
+            super().handle_reply(message)
+        elif self._fast(texts):
+            self.trafficStats.outgoingWebSocketMessages += len(texts)
+            self.transport.write(b"".join([shared_text_frame(text) for text in texts]))
+        else:
+            for text in texts:
+                super().serverSend(text, False)
+
+    def serverSend(self, content: str | bytes, binary: bool = False) -> None:
+        if binary or not self._fast((content,)):
+            super().serverSend(content, binary)
+            return
+        self.trafficStats.outgoingWebSocketMessages += 1
+        self.transport.write(shared_text_frame(content))
+
+    def _fast(self, texts: Sequence[str]) -> bool:
+        """Whether plain frames may be written now, as autobahn itself would."""
+        limit = self.maxMessagePayloadSize
+        return (
+            self.state == self.STATE_OPEN
+            and not self.send_queue  # earlier frames still queued: keep their order
+            and self._perMessageCompress is None
+            and not (limit and any(len(text) > limit // 4 for text in texts))
+        )
