@@ -9,7 +9,7 @@ DEV_STAMP := $(VENV)/.dev-installed
 HOST ?= 0.0.0.0
 PORT ?= 8000
 
-.PHONY: run test lint bench soak services screenshot
+.PHONY: run serve test lint bench soak services screenshot
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,14 @@ $(DEV_STAMP): requirements.txt requirements-dev.txt | $(VENV)/bin/python
 run: $(RUN_STAMP)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v0
-	$(PY) -m rooms.serve -b $(HOST) -p $(PORT) chatproject.asgi:application
+	$(PY) -m rooms.workers --host $(HOST) --port $(PORT)
+
+# N server processes on one port, rooms shared through Redis: make serve WORKERS=4 REDIS_URL=...
+WORKERS ?= 2
+serve: $(RUN_STAMP)
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput -v0
+	$(PY) -m rooms.workers --workers $(WORKERS) --host $(HOST) --port $(PORT)
 
 services:
 	scripts/services.sh

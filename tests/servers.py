@@ -45,6 +45,10 @@ def _command(kind: str, port: int) -> list[str]:
         return [sys.executable, "-m", "rooms.serve", "-b", "127.0.0.1", "-p", str(port), app]
     if kind == "runserver":
         return [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
+    if kind.startswith("workers:"):  # N processes of the production launcher on one port
+        workers = kind.split(":")[1]
+        return [sys.executable, "-m", "rooms.workers", "--workers", workers,
+                "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
     raise ValueError(kind)
 
 

@@ -1,0 +1,88 @@
+"""Several server processes on one port (python -m rooms.workers), sharing rooms via Redis."""
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from tests.clients import join, recv
+from tests.servers import BASE_ENV, ROOT
+
+_SS_LINE = re.compile(r":(\d+)\s+\S+:(\d+)\s+users:\(\(\"[^\"]+\",pid=(\d+)")
+
+
+def serving_pids(port: int) -> dict[int, int]:
+    """Client port -> pid of the server process holding that connection (from `ss`)."""
+    out = subprocess.run(["ss", "-tnpH", "state", "established"], capture_output=True, text=True)
+    owners = {}
+    for line in out.stdout.splitlines():
+        match = _SS_LINE.search(line)
+        if match and int(match[1]) == port:
+            owners[int(match[2])] = int(match[3])
+    return owners
+
+
+async def drain(client) -> None:
+    while True:
+        try:
+            await recv(client, timeout=0.3)
+        except TimeoutError:
+            return
+
+
+@pytest.mark.redis
+async def test_two_workers_share_one_port_and_its_rooms(start_server, redis_env):
+    server = start_server("workers:2", **redis_env)
+    clients = [await join(server, "Shared", f"u{n}") for n in range(16)]
+    await asyncio.gather(*(drain(client) for client in clients))
+
+    owners = serving_pids(server.port)
+    ports = [client.transport.get_extra_info("sockname")[1] for client in clients]
+    assert len({owners[port] for port in ports}) == 2, "connections all went to one worker"
+
+    await clients[0].send("hello")
+    for client in clients:
+        assert await recv(client) == "u0: hello"
+    await asyncio.gather(*(client.close() for client in clients))
+
+
+@pytest.mark.redis
+async def test_stopping_the_supervisor_stops_every_worker(start_server, redis_env):
+    server = start_server("workers:2", **redis_env)
+    clients = [await join(server, "Room1", f"u{n}") for n in range(8)]
+    workers = set(serving_pids(server.port).values())
+    assert server.stop() == 0
+    alive = [pid for pid in workers if Path(f"/proc/{pid}").exists()]  # noqa: ASYNC240
+    assert not alive, f"workers {alive} outlived the supervisor"
+    for client in clients:
+        await client.close()
+
+
+def test_more_than_one_worker_without_redis_is_refused():
+    env = {**os.environ, **BASE_ENV}
+    env.pop("REDIS_URL", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "rooms.workers", "--workers", "2", "--port", "0"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "needs REDIS_URL" in result.stderr
+
+
+async def test_the_default_single_worker_serves_in_memory_and_closes_with_1001_on_sigterm(
+    start_server,
+):
+    server = start_server("workers:1")
+    nick = await join(server, "Room1", "Nick")
+    assert await recv(nick) == "Nick joined Room1"
+    await nick.send("hello")
+    assert await recv(nick) == "Nick: hello"
+    assert server.stop() == 0
+    with pytest.raises(ConnectionClosed):
+        await recv(nick)
+    assert nick.close_code == 1001
