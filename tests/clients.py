@@ -1,6 +1,9 @@
 """A thin real WebSocket client for the live tests."""
 
 import asyncio
+import base64
+import os
+import socket
 from urllib.parse import quote
 
 import orjson
@@ -40,3 +43,23 @@ async def assert_silent(ws: ClientConnection, wait: float = 0.3) -> None:
     except TimeoutError:
         return
     raise AssertionError(f"unexpected frame {frame!r}")
+
+
+def raw_join(port: int, path: str, rcvbuf: int | None = None) -> socket.socket:
+    """A WebSocket handshake over a plain socket, which then reads only when told to."""
+    sock = socket.socket()
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += sock.recv(1)
+    assert response.startswith(b"HTTP/1.1 101"), response
+    return sock

@@ -5,7 +5,6 @@ can be stopped and restarted without touching the shared one.
 """
 
 import asyncio
-import base64
 import json
 import os
 import shutil
@@ -21,7 +20,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from rooms import errors
-from tests.clients import assert_silent, join, recv
+from tests.clients import assert_silent, join, raw_join, recv
 from tests.servers import free_port
 
 UNAVAILABLE = (
@@ -136,27 +135,11 @@ async def test_redis_outage_is_explained_and_the_server_recovers_by_itself(
         await ws.close()
 
 
-def _silent_peer(port: int, path: str) -> socket.socket:
-    """Join, then never read or answer again: what a peer that vanished looks like."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    response = b""
-    while b"\r\n\r\n" not in response:
-        response += sock.recv(1)
-    assert response.startswith(b"HTTP/1.1 101"), response
-    return sock
-
-
 async def test_dead_peer_is_removed_after_a_missed_ping_and_its_leave_announced(start_server):
     server = start_server("serve", PING_INTERVAL="1", PING_TIMEOUT="1")
     nick = await join(server, "Room1", "Nick")
     await recv(nick)
-    ghost = _silent_peer(server.port, "/ws/chat/Room1/?nickname=Ghost")
+    ghost = raw_join(server.port, "/ws/chat/Room1/?nickname=Ghost")
     assert await recv(nick) == "Ghost joined Room1"
     # Ping after 1 s of silence, 1 s to answer, checked every 2 s: gone within ~5 s.
     assert await recv(nick, timeout=15) == "Ghost left the room"

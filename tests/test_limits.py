@@ -6,8 +6,6 @@ else goes on.
 """
 
 import asyncio
-import base64
-import os
 import socket
 
 import pytest
@@ -16,7 +14,7 @@ from websockets.exceptions import ConnectionClosed
 from rooms import errors
 from rooms.errors import ClientError
 from rooms.limits import ConnectionCounter, TokenBucket
-from tests.clients import assert_silent, join, recv, recv_n
+from tests.clients import assert_silent, join, raw_join, recv, recv_n
 
 
 @pytest.mark.parametrize(
@@ -144,26 +142,6 @@ async def test_idle_client_is_closed_with_4408_and_an_active_one_stays(start_ser
     assert frames[-1] == "error IDLE_TIMEOUT: No frame from you in 2 seconds."
 
 
-def _raw_join(port: int, path: str, rcvbuf: int | None = None) -> socket.socket:
-    """A WebSocket handshake over a plain socket, which then reads only when told to."""
-    sock = socket.socket()
-    if rcvbuf:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    sock.settimeout(10)
-    sock.connect(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    response = b""
-    while b"\r\n\r\n" not in response:
-        response += sock.recv(1)
-    assert response.startswith(b"HTTP/1.1 101"), response
-    return sock
-
-
 def _rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
@@ -173,7 +151,7 @@ async def test_client_that_stops_reading_is_dropped_and_bounds_server_memory(sta
     server = start_server("serve", RATE_LIMIT="0", SEND_BUFFER_LIMIT="262144")
     reader = await join(server, "Busy", "Reader")
     assert await recv(reader) == "Reader joined Busy"
-    stalled = _raw_join(server.port, "/ws/chat/Busy/?nickname=Stalled", rcvbuf=4096)
+    stalled = raw_join(server.port, "/ws/chat/Busy/?nickname=Stalled", rcvbuf=4096)
     assert await recv(reader) == "Stalled joined Busy"
     sender = await join(server, "Busy", "Sender")
     assert await recv(reader) == await recv(sender) == "Sender joined Busy"
