@@ -24,21 +24,13 @@ from rooms.history import Pending, get_writer
 from rooms.limits import TokenBucket, connections
 from rooms.presence import get_presence
 from rooms.protocol import Frames, Handshake
-from rooms.sequence import get_sequence, room_event
+from rooms.sequence import get_sequence, now_ms, room_event
 
 logger = logging.getLogger(__name__)
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class ChatConsumer(AsyncWebsocketConsumer):
     """One member of one room: join, relay each message to the room, leave."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.outbox: list[str] = []  # room events not yet written, see flush()
 
     handshake: Handshake | None = None  # set once the client is a member of its room
     claimed: Handshake | None = None  # set once the nickname is this client's in its room
@@ -47,6 +39,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
     closing = False
     bucket: TokenBucket | None = None
     idle_watch: asyncio.Task | None = None
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.outbox: list[str] = []  # room events not yet written, see flush()
 
     async def __call__(self, scope, receive, send) -> None:
         # Channels' AsyncConsumer.__call__, with its per-message task and asyncio.wait
@@ -121,7 +117,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 group,
                 handshake.room,
                 self.channel_name,
-                room_event(**protocol.joined(handshake.room, handshake.nickname, _now_ms())),
+                room_event(**protocol.joined(handshake.room, handshake.nickname, now_ms())),
             )
         except BACKEND_ERRORS:
             await self.fail(errors.service_unavailable(fatal=True))
@@ -180,7 +176,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if self.handshake is not None:
                 self.log("leave", code=code)
                 await self.broadcast(
-                    protocol.left(self.handshake.room, self.handshake.nickname, _now_ms())
+                    protocol.left(self.handshake.room, self.handshake.nickname, now_ms())
                 )
         except BACKEND_ERRORS:
             logger.warning("channel layer unavailable: leave not announced", exc_info=True)
@@ -221,7 +217,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if fmt == protocol.JSON:
                 members = await get_presence().members(self.group)
                 nickname = self.handshake.nickname
-                await self.send(protocol.welcome(room, nickname, members, event["last"], _now_ms()))
+                await self.send(protocol.welcome(room, nickname, members, event["last"], now_ms()))
             replay = await history.replay(self.handshake, self.group, event["last"])
         except (*BACKEND_ERRORS, DatabaseError):
             logger.warning("history unavailable: joined without it", exc_info=True)
