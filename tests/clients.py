@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 TIMEOUT = 10.0
 
@@ -63,3 +64,13 @@ def raw_join(port: int, path: str, rcvbuf: int | None = None) -> socket.socket:
         response += sock.recv(1)
     assert response.startswith(b"HTTP/1.1 101"), response
     return sock
+
+
+async def read_until_closed(ws: ClientConnection) -> tuple[int | None, list[str]]:
+    """Read until the server closes; the close code and the frames read before it."""
+    frames = []
+    try:
+        while True:
+            frames.append(await recv(ws))
+    except ConnectionClosed:
+        return ws.close_code, frames

@@ -17,10 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from websockets.exceptions import ConnectionClosed
 
 from rooms import errors
-from tests.clients import assert_silent, join, raw_join, recv
+from tests.clients import assert_silent, join, raw_join, read_until_closed, recv
 from tests.servers import free_port
 
 UNAVAILABLE = (
@@ -79,14 +78,6 @@ def _get(server, path: str) -> tuple[int, dict]:
         return error.code, json.loads(error.read())
 
 
-async def _closed(ws) -> tuple[int | None, list[str]]:
-    frames = []
-    with pytest.raises(ConnectionClosed):
-        while True:
-            frames.append(await recv(ws))
-    return ws.close_code, frames
-
-
 async def test_redis_outage_is_explained_and_the_server_recovers_by_itself(
     start_server, private_redis
 ):
@@ -104,7 +95,7 @@ async def test_redis_outage_is_explained_and_the_server_recovers_by_itself(
     assert await recv(nick) == UNAVAILABLE  # told, and still connected
     await assert_silent(alex)
     late = await join(server, "Room1", "Late")
-    assert await _closed(late) == (
+    assert await read_until_closed(late) == (
         errors.WS_4503_UNAVAILABLE,
         ["error SERVICE_UNAVAILABLE: The chat service is unavailable; try again shortly."],
     )

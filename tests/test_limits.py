@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed
 from rooms import errors
 from rooms.errors import ClientError
 from rooms.limits import ConnectionCounter, TokenBucket
-from tests.clients import assert_silent, join, raw_join, recv, recv_n
+from tests.clients import assert_silent, join, raw_join, read_until_closed, recv, recv_n
 
 
 @pytest.mark.parametrize(
@@ -65,15 +65,6 @@ def test_zero_means_no_connection_limit():
     assert counter.total == 50
 
 
-async def _closed(ws) -> tuple[int | None, list[str]]:
-    """Read until the server closes; the frames read and the close code."""
-    frames = []
-    with pytest.raises(ConnectionClosed):
-        while True:
-            frames.append(await recv(ws))
-    return ws.close_code, frames
-
-
 async def test_client_over_its_rate_is_told_and_closed_and_the_room_goes_on(start_server):
     server = start_server("serve", RATE_LIMIT="1", RATE_BURST="3")
     other = await join(server, "Room1", "Other")
@@ -82,7 +73,7 @@ async def test_client_over_its_rate_is_told_and_closed_and_the_room_goes_on(star
     await recv(flood), await recv(other)
     for n in range(6):
         await flood.send(f"m{n}")
-    code, frames = await _closed(flood)
+    code, frames = await read_until_closed(flood)
     assert code == errors.WS_4429_RATE_LIMITED
     assert frames[-1] == "error RATE_LIMITED: Too many frames: at most 1 a second on average."
     # Its own echoes race the error; none comes after it, and nothing is sent once closing.
@@ -100,14 +91,14 @@ async def test_full_room_and_full_server_refuse_with_4503_until_a_place_frees(st
     second = await join(server, "Small", "Second")
     assert await recv(first) == await recv(second) == "Second joined Small"
     third = await join(server, "Small", "Third")
-    assert await _closed(third) == (
+    assert await read_until_closed(third) == (
         errors.WS_4503_UNAVAILABLE,
         ["error ROOM_FULL: This room is full (2 members); try again later."],
     )
     elsewhere = await join(server, "Other", "Elsewhere")
     await recv(elsewhere)
     fourth = await join(server, "Another", "Fourth")
-    assert await _closed(fourth) == (
+    assert await read_until_closed(fourth) == (
         errors.WS_4503_UNAVAILABLE,
         ["error SERVER_FULL: The server is at its connection limit; try again later."],
     )
@@ -137,7 +128,7 @@ async def test_idle_client_is_closed_with_4408_and_an_active_one_stays(start_ser
     assert [line for line in seen if line.startswith("Active:")] == [
         f"Active: tick{n}" for n in range(12)
     ]
-    code, frames = await _closed(idle)
+    code, frames = await read_until_closed(idle)
     assert code == errors.WS_4408_IDLE_TIMEOUT
     assert frames[-1] == "error IDLE_TIMEOUT: No frame from you in 2 seconds."
 
@@ -214,7 +205,7 @@ async def test_message_over_max_frame_bytes_fails_only_that_connection(start_ser
     big = await join(server, "Room1", "Big")
     await recv(big), await recv(other)
     await big.send("x" * 10001)
-    code, _ = await _closed(big)
+    code, _ = await read_until_closed(big)
     assert code in (1009, 1006)  # failed at once: most clients see the TCP close first
     assert await recv(other) == "Big left the room"
     await other.send("alive")
