@@ -17,7 +17,7 @@ from bench import configs, machine, profiles, record, report, runner
 log = logging.getLogger("bench")
 
 BENCH_DIR = Path(__file__).resolve().parent
-DEFAULT_SERVERS = "tutorial-daphne,rooms-daphne"
+DEFAULT_SERVERS = "tutorial-daphne,rooms-daphne,rooms-serve"
 KEEP_LOG_RUNS = 10
 
 
