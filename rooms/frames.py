@@ -9,8 +9,9 @@ section 5.1), so the bytes are the same for every recipient.
 
 Frames are sent at once when nothing is queued before them (`write_through`), as asyncio's
 own transports do; Twisted's `transport.write` waits for the next loop turn and registers
-the socket for writing and unregisters it again: two more system calls per write, most
-of the cost of a delivery in rooms of a few members.
+the socket for writing and unregisters it again: two more system calls per write, which
+in rooms of a few members, where most deliveries are a write of their own, cost a third
+of the throughput (BENCHMARKS.md, S3).
 
 It also takes `{"type": "websocket.send", "texts": [...]}`: several text messages written
 to the socket at once, one frame each. rooms.serve advertises it with the ASGI scope
