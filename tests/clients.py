@@ -4,6 +4,8 @@ import asyncio
 import base64
 import os
 import socket
+import urllib.error
+import urllib.request
 from urllib.parse import quote
 
 import orjson
@@ -74,3 +76,12 @@ async def read_until_closed(ws: ClientConnection) -> tuple[int | None, list[str]
             frames.append(await recv(ws))
     except ConnectionClosed:
         return ws.close_code, frames
+
+
+def get_json(server, path: str) -> tuple[int, dict]:
+    """GET a JSON endpoint of a live server: status and body, error statuses included."""
+    try:
+        with urllib.request.urlopen(server.http(path), timeout=10) as response:
+            return response.status, orjson.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, orjson.loads(error.read())

@@ -1,7 +1,5 @@
 """The HTTP API against a real server, on SQLite and on PostgreSQL."""
 
-import urllib.error
-import urllib.request
 from urllib.parse import quote
 
 import orjson
@@ -10,7 +8,7 @@ from django.test import AsyncClient
 
 from rooms.history import get_writer
 from rooms.models import Message
-from tests.clients import join, recv, recv_json
+from tests.clients import get_json, join, recv, recv_json
 from tests.test_history import communicator
 
 
@@ -18,14 +16,6 @@ from tests.test_history import communicator
 def database_url(any_database_url: str) -> str:
     """These tests run once on SQLite and once on PostgreSQL."""
     return any_database_url
-
-
-def get(server, path: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(server.http(path), timeout=10) as response:
-            return response.status, orjson.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, orjson.loads(error.read())
 
 
 async def test_rooms_members_and_message_pages_match_what_the_websocket_shows(
@@ -40,25 +30,25 @@ async def test_rooms_members_and_message_pages_match_what_the_websocket_shows(
         await nick.send(orjson.dumps({"type": "message", "text": f"m{n}"}).decode())
     live = [await recv_json(nick) for _ in range(7)]
 
-    status, body = get(server, "/api/rooms")
+    status, body = get_json(server, "/api/rooms")
     assert status == 200
     assert [(room["name"], room["members"]) for room in body["rooms"]] == [
         ("Room1", 1),
         ("Кухня 🍳", 1),
     ]
     assert body["rooms"][0]["last_activity"] in (None, live[-1]["ts"])
-    assert get(server, f"/api/rooms/{quote('Кухня 🍳')}/")[1] == {
+    assert get_json(server, f"/api/rooms/{quote('Кухня 🍳')}/")[1] == {
         "name": "Кухня 🍳",
         "members": ["Alex"],
         "member_count": 1,
         "last_activity": None,
         "last_id": 0,
     }
-    assert get(server, "/api/rooms/Room1/")[1]["last_id"] == 7
+    assert get_json(server, "/api/rooms/Room1/")[1]["last_id"] == 7
 
     pages, before = [], ""
     while True:
-        status, page = get(server, f"/api/rooms/Room1/messages?limit=3{before}")
+        status, page = get_json(server, f"/api/rooms/Room1/messages?limit=3{before}")
         assert status == 200 and page["room"] == "Room1"
         pages.append([message["id"] for message in page["messages"]])
         assert page["messages"] == live[pages[-1][0] - 1 : pages[-1][-1]]
@@ -66,7 +56,7 @@ async def test_rooms_members_and_message_pages_match_what_the_websocket_shows(
             break
         before = f"&before={page['next_before']}"
     assert pages == [[5, 6, 7], [2, 3, 4], [1]]
-    assert get(server, "/api/rooms/Room1/messages")[1]["messages"] == live
+    assert get_json(server, "/api/rooms/Room1/messages")[1]["messages"] == live
     await nick.close()
     await alex.close()
 
@@ -88,7 +78,7 @@ async def test_bad_requests_get_a_clear_4xx_and_the_server_goes_on(start_server)
     nick = await join(server, "Room1", "Nick")
     await recv(nick)
     for path, status, code in BAD_REQUESTS:
-        got, body = get(server, path)
+        got, body = get_json(server, path)
         assert (path, got, body["error"]["code"]) == (path, status, code)
         assert body["error"]["message"]
     await nick.send("still here")

@@ -5,21 +5,18 @@ can be stopped and restarted without touching the shared one.
 """
 
 import asyncio
-import json
 import os
 import shutil
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from rooms import errors
-from tests.clients import assert_silent, join, raw_join, read_until_closed, recv
+from tests.clients import assert_silent, get_json, join, raw_join, read_until_closed, recv
 from tests.servers import free_port
 
 UNAVAILABLE = (
@@ -70,14 +67,6 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     redis.stop()
 
 
-def _get(server, path: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(server.http(path), timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
 async def test_redis_outage_is_explained_and_the_server_recovers_by_itself(
     start_server, private_redis
 ):
@@ -88,7 +77,7 @@ async def test_redis_outage_is_explained_and_the_server_recovers_by_itself(
     assert await recv(nick) == await recv(alex) == "Alex joined Room1"
     await nick.send("before")
     assert await recv(nick) == await recv(alex) == "Nick: before"
-    assert _get(server, "/readyz")[0] == 200
+    assert get_json(server, "/readyz")[0] == 200
 
     private_redis.stop()
     await nick.send("during")
@@ -99,8 +88,8 @@ async def test_redis_outage_is_explained_and_the_server_recovers_by_itself(
         errors.WS_4503_UNAVAILABLE,
         ["error SERVICE_UNAVAILABLE: The chat service is unavailable; try again shortly."],
     )
-    assert _get(server, "/healthz") == (200, {"status": "ok"})
-    status, body = _get(server, "/readyz")
+    assert get_json(server, "/healthz") == (200, {"status": "ok"})
+    status, body = get_json(server, "/readyz")
     assert status == 503 and body["status"] == "unavailable"
     assert body["checks"]["channel_layer"].startswith("error")
     assert body["checks"]["database"] == "ok"
@@ -121,7 +110,7 @@ async def test_redis_outage_is_explained_and_the_server_recovers_by_itself(
     again = await join(server, "Room1", "Again")
     assert await recv(again) == "Again joined Room1"
     assert await recv(nick) == await recv(alex) == "Again joined Room1"
-    assert _get(server, "/readyz")[0] == 200
+    assert get_json(server, "/readyz")[0] == 200
     for ws in (nick, alex, again):
         await ws.close()
 
