@@ -4,7 +4,6 @@ Parsing and encoding live in rooms.protocol; group names in rooms.groups.
 """
 
 import asyncio
-import functools
 import logging
 import time
 
@@ -16,9 +15,8 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from rooms import errors, history, metrics, protocol
-from rooms.dispatch import dispatch_serially
 from rooms.errors import BACKEND_ERRORS, ClientError
-from rooms.extensions import SEND_MANY
+from rooms.extensions import WRITE_SOON
 from rooms.groups import room_group
 from rooms.history import Pending, get_writer
 from rooms.limits import TokenBucket, connections
@@ -29,24 +27,38 @@ from rooms.sequence import get_sequence, now_ms, room_event
 logger = logging.getLogger(__name__)
 
 
+JOIN_TIMEOUT = 10.0  # seconds for a joiner's own join event to come back through the layer
+
+
 class ChatConsumer(AsyncWebsocketConsumer):
-    """One member of one room: join, relay each message to the room, leave."""
+    """One member of one room: join, relay each message to the room, leave.
+
+    Room events reach it through deliver(), called by the channel layer (rooms.layers)
+    rather than awaited from a queue, and go to the client through the server's
+    write_soon (rooms.frames) where it offers one: a delivery is then a function call,
+    with no task switch.
+    """
 
     handshake: Handshake | None = None  # set once the client is a member of its room
     claimed: Handshake | None = None  # set once the nickname is this client's in its room
     group: str | None = None  # set once counted against the connection limits
     format = protocol.TEXT
+    live = False  # room events go straight to the client, see deliver()
     closing = False
+    early: list[dict] | None = None  # room events after this member's join, before live
     bucket: TokenBucket | None = None
     idle_watch: asyncio.Task | None = None
+    reader: asyncio.Task | None = None  # reads the channel, for layers without attach()
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.outbox: list[str] = []  # room events not yet written, see flush()
+        self.outbox: list[str] = []  # room events not yet sent, see emit_later()
+        self.writing = asyncio.Lock()  # one writer at a time keeps frames in order
 
     async def __call__(self, scope, receive, send) -> None:
-        # Channels' AsyncConsumer.__call__, with its per-message task and asyncio.wait
-        # replaced by long-lived readers (rooms.dispatch).
+        # Channels' AsyncConsumer.__call__ runs a task and an asyncio.wait per message, over
+        # the client and the channel; here the layer calls deliver() and this task reads
+        # only the client.
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         try:
@@ -61,18 +73,49 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await send({"type": "websocket.send", "text": protocol.error(error, fmt)})
             await send({"type": "websocket.close", "code": error.close_code})
             return
-        self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
         self.base_send = send
+        extension = scope.get("extensions", {}).get(WRITE_SOON)
+        self.emit = extension["write"] if extension else self.emit_later
+        self.own_join = asyncio.get_running_loop().create_future()
+        self.listen()
         try:
-            await dispatch_serially([receive, self.channel_receive], self.dispatch, self.flush)
+            while True:
+                await self.dispatch(await receive())
         except StopConsumer:
             pass
+        finally:
+            await self.stop_listening()
 
     async def dispatch(self, message: dict) -> None:
-        # Channels runs aclose_old_connections() in a worker thread before every handler,
-        # a thread hop per delivered message. No handler here touches the database outside
-        # database_sync_to_async, which already closes stale connections around each call.
+        # Channels runs aclose_old_connections() in a worker thread before every handler.
+        # No handler here touches the database outside database_sync_to_async, which
+        # already closes stale connections around each call.
         await getattr(self, get_handler_name(message))(message)
+
+    def listen(self) -> None:
+        """Have the layer call deliver() with each room event, or read the channel for it."""
+        if hasattr(self.channel_layer, "attach"):
+            self.channel_layer.attach(self.channel_name, self.deliver)
+        else:
+            self.reader = asyncio.create_task(self.read_channel())
+
+    async def read_channel(self) -> None:
+        try:
+            while True:
+                self.deliver(await self.channel_layer.receive(self.channel_name))
+        except BACKEND_ERRORS:
+            logger.warning("channel layer unavailable: closing", exc_info=True)
+            await self.fail(errors.service_unavailable(fatal=True))
+
+    async def stop_listening(self) -> None:
+        if self.reader is not None:
+            self.reader.cancel()  # a cancelled receive is how a layer forgets a channel
+            await asyncio.gather(self.reader, return_exceptions=True)
+            return
+        try:
+            await self.channel_layer.detach(self.channel_name)
+        except BACKEND_ERRORS:
+            logger.warning("channel layer unavailable: channel not unsubscribed", exc_info=True)
 
     async def connect(self) -> None:
         self.format = protocol.requested_format(self.scope["query_string"])
@@ -108,9 +151,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if settings.ROOMS_RATE_LIMIT:
             self.bucket = TokenBucket(settings.ROOMS_RATE_LIMIT, settings.ROOMS_RATE_BURST)
         await self.accept()
-        # Until this member's own join comes back through the layer, room events are
-        # history: catch_up stands in for room_event, then replays up to the join's id.
-        self.room_event = self.catch_up
+        # Room events before this member's own join are history; those after it wait in
+        # `early` until catch_up has replayed history up to the join's id.
         try:
             await get_sequence().publish_join(
                 self.channel_layer,
@@ -119,10 +161,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 self.channel_name,
                 room_event(**protocol.joined(handshake.room, handshake.nickname, now_ms())),
             )
+            join = await asyncio.wait_for(self.own_join, JOIN_TIMEOUT)
         except BACKEND_ERRORS:
             await self.fail(errors.service_unavailable(fatal=True))
             return
         self.log("join")
+        await self.catch_up(join)
         if settings.ROOMS_IDLE_TIMEOUT:
             self.last_frame = time.monotonic()
             self.idle_watch = asyncio.create_task(self.watch_idle(settings.ROOMS_IDLE_TIMEOUT))
@@ -185,40 +229,28 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """Send one event to every member of the room, this one included."""
         await self.channel_layer.group_send(self.group, room_event(**frames))
 
-    async def room_event(self, event: dict) -> None:
-        # Gathered, then written by flush() once no message is waiting: one write per burst.
-        self.outbox.append(event[self.format])
-        metrics.delivered(event["sent"])
+    def deliver(self, event: dict) -> None:
+        """Take one room event from the layer, in room order, without blocking: write it
+        (live), keep it (joining), or drop it (history has it, or the client is leaving)."""
+        if self.live:
+            self.emit(event[self.format])
+            metrics.delivered(event["sent"])
+        elif self.early is not None:
+            self.early.append(event)
+        elif event.get("joiner") == self.channel_name and not self.own_join.done():
+            self.early = []
+            self.own_join.set_result(event)
 
-    async def flush(self) -> None:
-        """Write the room events gathered since the last flush, in one message if the
-        server takes several at once (rooms.extensions.SEND_MANY), else one by one."""
-        if not self.outbox:
-            return
-        texts, self.outbox = self.outbox, []
-        if SEND_MANY in self.scope.get("extensions", ()):
-            await self.base_send({"type": "websocket.send", "texts": texts})
-        else:
-            for text in texts:
-                await self.base_send({"type": "websocket.send", "text": text})
-
-    async def send(self, text_data=None, bytes_data=None, close=False) -> None:
-        await self.flush()  # room events gathered before this frame go out first
-        await super().send(text_data, bytes_data, close)
-
-    async def catch_up(self, event: dict) -> None:
-        """Until this member's own join arrives, drop events (history has them); then
-        welcome (JSON), replay history up to the join's id, and go live."""
-        if event.get("joiner") != self.channel_name:
-            return
-        del self.room_event
+    async def catch_up(self, join: dict) -> None:
+        """Welcome (JSON) and replay history up to the join's id; then write the join and
+        the events kept since, and go live."""
         room, fmt = self.handshake.room, self.format
         try:
             if fmt == protocol.JSON:
                 members = await get_presence().members(self.group)
                 nickname = self.handshake.nickname
-                await self.send(protocol.welcome(room, nickname, members, event["last"], now_ms()))
-            replay = await history.replay(self.handshake, self.group, event["last"])
+                await self.send(protocol.welcome(room, nickname, members, join["last"], now_ms()))
+            replay = await history.replay(self.handshake, self.group, join["last"])
         except (*BACKEND_ERRORS, DatabaseError):
             logger.warning("history unavailable: joined without it", exc_info=True)
         else:
@@ -226,7 +258,34 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 await self.send(protocol.gap(room, *replay.gap, fmt))
             for _, frame in replay.messages:
                 await self.send(protocol.replayed(frame, fmt))
-        await self.room_event(event)
+        if self.closing:
+            return
+        early, self.early = self.early, None
+        self.live = True
+        for event in (join, *early):
+            self.deliver(event)
+
+    def emit_later(self, text: str) -> None:
+        """emit() where the server offers no WRITE_SOON: gather, and send from a task."""
+        self.outbox.append(text)
+        if len(self.outbox) == 1:
+            asyncio.ensure_future(self.flush())
+
+    async def flush(self) -> None:
+        async with self.writing:
+            await self.drain()
+
+    async def drain(self) -> None:
+        """Send the gathered room events; the caller holds self.writing."""
+        while self.outbox and not self.closing:
+            texts, self.outbox = self.outbox, []
+            for text in texts:
+                await self.base_send({"type": "websocket.send", "text": text})
+
+    async def send(self, text_data=None, bytes_data=None, close=False) -> None:
+        async with self.writing:
+            await self.drain()  # room events gathered before this frame go out first
+            await super().send(text_data, bytes_data, close)
 
     async def refuse(self, error: ClientError) -> None:
         """Answer a handshake that cannot join: accept, explain, close."""
@@ -238,15 +297,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         metrics.error(error.code)
         await self.send(protocol.error(error, self.format))
         if error.close_code is not None:
-            self.closing = True
             # Room events may still arrive until the close completes; sending them on a
             # closing socket raises (autobahn), which would skip disconnect() and the leave.
-            self.room_event = self.drop_event
+            self.closing, self.live = True, False
             self.log("close", code=error.close_code, error=error.code)
             await self.close(code=error.close_code, reason=error.code)
-
-    async def drop_event(self, event: dict) -> None:
-        """room_event for a client being closed: nothing more is sent to it."""
 
     async def watch_idle(self, timeout: float) -> None:
         """Close the connection once the client has sent nothing for `timeout` seconds."""

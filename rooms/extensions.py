@@ -4,5 +4,6 @@ Kept apart from rooms.frames, which imports Daphne and Twisted: consumers also r
 servers that must not import them.
 """
 
-# websocket.send may carry "texts", a list of text messages written at once (rooms.frames).
-SEND_MANY = "rooms.send_many"
+# {"write": write_soon}: write_soon(text) queues a text message to the client without
+# awaiting; the texts queued in one event-loop turn go out in one write (rooms.frames).
+WRITE_SOON = "rooms.write_soon"

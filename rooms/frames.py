@@ -13,11 +13,13 @@ the socket for writing and unregisters it again: two more system calls per write
 in rooms of a few members, where most deliveries are a write of their own, cost a third
 of the throughput (BENCHMARKS.md, S3).
 
-It also takes `{"type": "websocket.send", "texts": [...]}`: several text messages written
-to the socket at once, one frame each. rooms.serve advertises it with the ASGI scope
-extension rooms.extensions.SEND_MANY; elsewhere a consumer sends one text at a time.
+Consumers may also skip the ASGI send for room events: `write_soon(text)`, offered in the
+scope as the extension rooms.extensions.WRITE_SOON, queues the text and returns; every
+text queued in one event-loop turn goes out to its client in one write, at the end of the
+turn. A room delivery is then a function call, with no await and no task switch.
 """
 
+import asyncio
 import struct
 from collections.abc import Sequence
 
@@ -27,6 +29,7 @@ from twisted.internet import tcp
 CACHE_SIZE = 256  # distinct messages in flight at once, per process
 
 _cache: dict[int, tuple[str, bytes]] = {}
+_corked: list["SharedFrameProtocol"] = []  # protocols holding texts until the turn ends
 
 
 def text_frame(text: str) -> bytes:
@@ -72,19 +75,43 @@ def write_through(transport, data: bytes) -> None:
     transport.write(data)
 
 
+def _uncork_all() -> None:
+    protocols = _corked[:]
+    _corked.clear()
+    for protocol in protocols:
+        protocol.uncork()
+
+
 class SharedFrameProtocol(WebSocketProtocol):
     """Daphne's WebSocket protocol, writing shared frames for plain text sends."""
 
-    def handle_reply(self, message: dict) -> None:
-        texts = message.get("texts")
-        if texts is None or message["type"] != "websocket.send":
-            super().handle_reply(message)
-        elif self._fast(texts):
+    corked: list[str] | None = None  # texts from write_soon, not yet written
+
+    def write_soon(self, text: str) -> None:
+        """Send `text` at the end of this event-loop turn, with the others queued in it."""
+        if self.corked is not None:
+            self.corked.append(text)
+            return
+        self.corked = [text]
+        if not _corked:
+            asyncio.get_running_loop().call_soon(_uncork_all)
+        _corked.append(self)
+
+    def uncork(self) -> None:
+        """Write the texts queued by write_soon, in one write if nothing waits before them."""
+        texts, self.corked = self.corked, None
+        if not texts or self.state != self.STATE_OPEN:
+            return
+        if self._fast(texts):
             self.trafficStats.outgoingWebSocketMessages += len(texts)
             write_through(self.transport, b"".join([shared_text_frame(text) for text in texts]))
         else:
             for text in texts:
                 super().serverSend(text, False)
+
+    def handle_reply(self, message: dict) -> None:
+        self.uncork()  # texts queued before this message go first
+        super().handle_reply(message)
 
     def serverSend(self, content: str | bytes, binary: bool = False) -> None:
         if binary or not self._fast((content,)):

@@ -8,15 +8,22 @@ member's queue directly (messages are never mutated after `group_send`), keeps a
 until its reader is cancelled (consumers cancel it when they end), scans for expiry at most
 once a second, and counts every message dropped on a full channel (logged at most once
 a second, so that an overload does not also flood the log).
+
+A member may instead `attach` a receiver: a function the layer calls with each group
+message, in order, in place of queueing it (rooms.consumers). Delivering to a room is then
+a loop of calls, with no queue and no task switch per member.
 """
 
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from channels.layers import InMemoryChannelLayer
 
 logger = logging.getLogger(__name__)
+
+Receiver = Callable[[dict], None]  # takes a group message; must not block
 
 CLEAN_INTERVAL = 1.0  # seconds between expiry scans
 DROP_LOG_INTERVAL = 1.0  # seconds between warnings about dropped messages
@@ -28,8 +35,22 @@ class FanoutInMemoryChannelLayer(InMemoryChannelLayer):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.dropped = 0
+        self.receivers: dict[str, Receiver] = {}
         self._next_clean = 0.0
         self._next_drop_log = 0.0
+
+    def attach(self, channel: str, receiver: Receiver) -> None:
+        """Hand the channel's group messages to `receiver` as they are sent."""
+        self.receivers[channel] = receiver
+
+    async def detach(self, channel: str) -> None:
+        """Forget the channel's receiver and queue: its consumer has ended."""
+        self.receivers.pop(channel, None)
+        self.channels.pop(channel, None)
+
+    async def flush(self) -> None:
+        self.receivers.clear()
+        await super().flush()
 
     def _clean_expired(self) -> None:
         now = time.monotonic()
@@ -56,6 +77,10 @@ class FanoutInMemoryChannelLayer(InMemoryChannelLayer):
         self._clean_expired()
         item = (time.time() + self.expiry, message)
         for channel in self.groups.get(group, ()):
+            receiver = self.receivers.get(channel)
+            if receiver is not None:
+                deliver(receiver, message)
+                continue
             queue = self.channels.get(channel)
             if queue is None:
                 queue = self.channels[channel] = asyncio.Queue(maxsize=self.get_capacity(channel))
@@ -70,3 +95,11 @@ class FanoutInMemoryChannelLayer(InMemoryChannelLayer):
         if now >= self._next_drop_log:
             self._next_drop_log = now + DROP_LOG_INTERVAL
             logger.warning("channel full: %d group messages dropped so far", self.dropped)
+
+
+def deliver(receiver: Receiver, message: dict) -> None:
+    """Call `receiver`; a failing member must not cost the others their message."""
+    try:
+        receiver(message)
+    except Exception:
+        logger.exception("receiver failed on a group message")

@@ -11,7 +11,9 @@ not reach this process's members.
 
 It also decodes a group message once per process, not once per member: every local member
 gets the same dict (consumers never mutate events), so the work of a delivery, and the
-frame rooms.frames builds from it, is shared as with the in-memory layer.
+frame rooms.frames builds from it, is shared as with the in-memory layer. Members may
+`attach` a receiver, called with each group message instead of queueing it, as with
+rooms.layers.
 """
 
 import asyncio
@@ -23,6 +25,8 @@ from channels_redis.pubsub import (
     RedisSingleShardConnection,
 )
 from channels_redis.utils import _wrap_close
+
+from rooms.layers import Receiver, deliver
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +90,10 @@ class ResubscribingShard(RedisSingleShardConnection):
             return
         event = layer.channel_layer.deserialize(message["data"])
         for channel in members:
+            receiver = layer.receivers.get(channel)
+            if receiver is not None:
+                deliver(receiver, event)
+                continue
             queue = layer.channels.get(channel)
             if queue is not None:
                 queue.put_nowait(event)
@@ -97,6 +105,21 @@ class ResilientLoopLayer(RedisPubSubLoopLayer):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._shards = [ResubscribingShard(shard.host, self) for shard in self._shards]
+        self.receivers: dict[str, Receiver] = {}
+
+    def attach(self, channel: str, receiver: Receiver) -> None:
+        """Hand the channel's group messages to `receiver` as they arrive."""
+        self.receivers[channel] = receiver
+
+    async def detach(self, channel: str) -> None:
+        """Forget the channel's receiver and unsubscribe it, as a cancelled receive does."""
+        self.receivers.pop(channel, None)
+        if self.channels.pop(channel, None) is not None:
+            await self._get_shard(channel).unsubscribe(channel)
+
+    async def flush(self) -> None:
+        self.receivers.clear()
+        await super().flush()
 
     @property
     def deaf(self) -> bool:

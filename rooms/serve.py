@@ -10,7 +10,7 @@ It takes Daphne's command line unchanged and adds (docs/operations.md):
   at once. Plain Daphne stops its reactor and clients see 1006;
 - a bound on each client's unsent bytes (SEND_BUFFER_LIMIT): a client that stops reading
   is closed with 4509 SLOW_CONSUMER instead of growing server memory without end;
-- room events framed once per message and written once per burst (rooms.frames);
+- room events framed once per message and written once per loop turn (rooms.frames);
 - Daphne's timeouts and limits taken from settings (PING_INTERVAL, PING_TIMEOUT,
   HANDSHAKE_TIMEOUT, MAX_FRAME_BYTES); options given on the command line still win.
 """
@@ -34,7 +34,7 @@ from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 from rooms import errors, metrics
-from rooms.extensions import SEND_MANY
+from rooms.extensions import WRITE_SOON
 from rooms.frames import SharedFrameProtocol
 
 logger = logging.getLogger(__name__)
@@ -90,7 +90,8 @@ class RoomsServer(Server):
 
     def create_application(self, protocol, scope: dict):
         if isinstance(protocol, SharedFrameProtocol):
-            scope["extensions"] = {**scope.get("extensions", {}), SEND_MANY: {}}
+            extension = {"write": protocol.write_soon}
+            scope["extensions"] = {**scope.get("extensions", {}), WRITE_SOON: extension}
         return super().create_application(protocol, scope)
 
     def listen_success(self, port) -> None:

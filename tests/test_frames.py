@@ -87,3 +87,16 @@ async def test_a_burst_reaches_every_member_complete_and_in_order_through_the_la
             f"u{n}: m{seq}" for seq in range(50)
         ]
     await asyncio.gather(*(member.close() for member in members))
+
+
+async def test_a_reply_to_one_client_follows_the_room_events_written_before_it(serve):
+    client = await join(serve, "Order", "Nick")
+    await recv(client)
+    for n in range(30):
+        await client.send(f"m{n}")
+    await client.send("/who")
+    assert await recv_n(client, 31) == [
+        *(f"Nick: m{n}" for n in range(30)),
+        "Members of Order (1): Nick",
+    ]
+    await client.close()

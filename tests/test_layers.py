@@ -43,3 +43,42 @@ async def test_full_channel_drops_are_counted_and_others_still_receive():
         await layer.receive(fast)
     assert layer.dropped == 1
     assert [(await layer.receive(slow))["n"] for _ in range(2)] == [0, 1]
+
+
+async def test_attached_members_are_called_in_send_order_and_queued_ones_still_receive():
+    layer = FanoutInMemoryChannelLayer()
+    called, queued = await layer.new_channel(), await layer.new_channel()
+    seen: list[int] = []
+    layer.attach(called, lambda message: seen.append(message["n"]))
+    for channel in (called, queued):
+        await layer.group_add("room.a", channel)
+    for n in range(3):
+        await layer.group_send("room.a", {"type": "room.event", "n": n})
+    assert seen == [0, 1, 2]
+    assert [(await layer.receive(queued))["n"] for _ in range(3)] == [0, 1, 2]
+
+
+async def test_a_failing_receiver_costs_no_other_member_its_message():
+    layer = FanoutInMemoryChannelLayer()
+    seen: list[str] = []
+
+    def fail(message: dict) -> None:
+        raise RuntimeError("broken member")
+
+    for receiver in (seen.append, fail, seen.append):
+        channel = await layer.new_channel()
+        layer.attach(channel, receiver)
+        await layer.group_add("room.a", channel)
+    await layer.group_send("room.a", {"type": "room.event"})
+    assert len(seen) == 2
+
+
+async def test_a_detached_member_is_called_no_more():
+    layer = FanoutInMemoryChannelLayer()
+    channel = await layer.new_channel()
+    seen: list[dict] = []
+    layer.attach(channel, seen.append)
+    await layer.group_add("room.a", channel)
+    await layer.detach(channel)
+    await layer.group_send("room.a", {"type": "room.event"})
+    assert seen == []

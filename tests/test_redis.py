@@ -3,6 +3,7 @@
 import asyncio
 
 import pytest
+import redis.asyncio
 
 from tests.clients import join, recv, recv_n
 
@@ -71,3 +72,19 @@ async def test_one_order_per_room_across_processes(two_servers):
     assert sorted(streams[0]) == sorted(f"u{n}: m{seq}" for n in range(6) for seq in range(20))
     assert all(stream == streams[0] for stream in streams)
     await asyncio.gather(*(client.close() for client in clients))
+
+
+async def test_a_leaving_client_leaves_no_redis_subscription_behind(start_server, redis_env):
+    server = start_server("serve", **redis_env, CHANNEL_LAYER="redis-pubsub")
+    client = redis.asyncio.Redis.from_url(redis_env["REDIS_URL"])
+    pattern = f"{redis_env['REDIS_PREFIX']}*"
+    members = [await join(server, "Subs", f"u{n}") for n in range(5)]
+    assert len(await client.pubsub_channels(pattern)) == 6  # five members and the room
+    for member in members:
+        await member.close()
+    for _ in range(50):
+        if not await client.pubsub_channels(pattern):
+            break
+        await asyncio.sleep(0.1)
+    assert await client.pubsub_channels(pattern) == []
+    await client.aclose()
