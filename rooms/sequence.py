@@ -102,8 +102,8 @@ class InProcessSequence:
         self, layer, group: str, room: str, nickname: str, text: str, event: dict
     ) -> Stamp:
         """Assign the next id and publish `event` with the message's frames to the room."""
-        await self._ready(group, room)
-        async with self._locks[group]:
+        async with self._locks[group]:  # taken first: callers go in call order (FIFO)
+            await self._ready(group, room)
             message_id = self._last[group] = self._last[group] + 1
             ts = now_ms()
             frames = protocol.message(room, nickname, text, message_id, ts)
@@ -113,8 +113,8 @@ class InProcessSequence:
 
     async def publish_join(self, layer, group: str, room: str, channel: str, event: dict) -> None:
         """Publish a join event stamped with the joiner's channel and the room's last id."""
-        await self._ready(group, room)
         async with self._locks[group]:
+            await self._ready(group, room)
             await layer.group_send(group, {**event, "joiner": channel, "last": self._last[group]})
 
     async def recent(self, group: str, after: int, upto: int, limit: int) -> list[tuple[int, str]]:

@@ -39,6 +39,17 @@ async def test_dropped_connection_announces_leave(daphne):
     await nick.close()
 
 
+async def test_the_first_member_of_a_new_room_sees_the_next_one_join(daphne):
+    # The first join of a room waits for the room's stored floor; the next joiner must
+    # not overtake it.
+    for n in range(30):
+        first = await join(daphne, f"New{n}", "Nick")
+        second = await join(daphne, f"New{n}", "Alex")
+        assert await recv_n(first, 2) == [f"Nick joined New{n}", f"Alex joined New{n}"]
+        await first.close()
+        await second.close()
+
+
 async def test_rooms_are_isolated_and_names_may_be_unicode(daphne):
     kitchen = await join(daphne, "Кухня 🍳", "Élodie")
     assert await recv(kitchen) == "Élodie joined Кухня 🍳"
