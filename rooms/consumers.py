@@ -20,6 +20,7 @@ from rooms.extensions import WRITE_SOON
 from rooms.groups import room_group
 from rooms.history import Pending, get_writer
 from rooms.limits import TokenBucket, connections
+from rooms.outbox import Outbox
 from rooms.presence import get_presence
 from rooms.protocol import Frames, Handshake
 from rooms.sequence import get_sequence, now_ms, room_event
@@ -47,13 +48,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
     closing = False
     early: list[dict] | None = None  # room events after this member's join, before live
     bucket: TokenBucket | None = None
-    idle_watch: asyncio.Task | None = None
+    idle_timer: asyncio.TimerHandle | None = None
+    closer: asyncio.Task | None = None  # closes an idle client (a reference keeps it alive)
     reader: asyncio.Task | None = None  # reads the channel, for layers without attach()
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.outbox: list[str] = []  # room events not yet sent, see emit_later()
-        self.writing = asyncio.Lock()  # one writer at a time keeps frames in order
 
     async def __call__(self, scope, receive, send) -> None:
         # Channels' AsyncConsumer.__call__ runs a task and an asyncio.wait per message, over
@@ -73,9 +70,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await send({"type": "websocket.send", "text": protocol.error(error, fmt)})
             await send({"type": "websocket.close", "code": error.close_code})
             return
-        self.base_send = send
         extension = scope.get("extensions", {}).get(WRITE_SOON)
-        self.emit = extension["write"] if extension else self.emit_later
+        if extension:
+            self.base_send, self.emit = send, extension["write"]
+        else:
+            outbox = Outbox(send)
+            self.base_send, self.emit = outbox.send, outbox.write_soon
         self.own_join = asyncio.get_running_loop().create_future()
         self.listen()
         try:
@@ -169,7 +169,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.catch_up(join)
         if settings.ROOMS_IDLE_TIMEOUT:
             self.last_frame = time.monotonic()
-            self.idle_watch = asyncio.create_task(self.watch_idle(settings.ROOMS_IDLE_TIMEOUT))
+            self.watch_idle()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.handshake is None or self.closing:
@@ -205,8 +205,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         metrics.received()
 
     async def disconnect(self, code: int) -> None:
-        if self.idle_watch is not None:
-            self.idle_watch.cancel()
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
         if self.group is None:
             return
         connections.release(self.group)
@@ -265,28 +265,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
         for event in (join, *early):
             self.deliver(event)
 
-    def emit_later(self, text: str) -> None:
-        """emit() where the server offers no WRITE_SOON: gather, and send from a task."""
-        self.outbox.append(text)
-        if len(self.outbox) == 1:
-            asyncio.ensure_future(self.flush())
-
-    async def flush(self) -> None:
-        async with self.writing:
-            await self.drain()
-
-    async def drain(self) -> None:
-        """Send the gathered room events; the caller holds self.writing."""
-        while self.outbox and not self.closing:
-            texts, self.outbox = self.outbox, []
-            for text in texts:
-                await self.base_send({"type": "websocket.send", "text": text})
-
-    async def send(self, text_data=None, bytes_data=None, close=False) -> None:
-        async with self.writing:
-            await self.drain()  # room events gathered before this frame go out first
-            await super().send(text_data, bytes_data, close)
-
     async def refuse(self, error: ClientError) -> None:
         """Answer a handshake that cannot join: accept, explain, close."""
         await self.accept()
@@ -303,13 +281,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.log("close", code=error.close_code, error=error.code)
             await self.close(code=error.close_code, reason=error.code)
 
-    async def watch_idle(self, timeout: float) -> None:
-        """Close the connection once the client has sent nothing for `timeout` seconds."""
-        # Sleeping to the deadline and re-reading it costs nothing per frame received;
-        # an Event would have to be set, or a timer rescheduled, on every frame.
-        while (remaining := self.last_frame + timeout - time.monotonic()) > 0:  # noqa: ASYNC110
-            await asyncio.sleep(remaining)
-        await self.fail(errors.idle_timeout(timeout))
+    def watch_idle(self) -> None:
+        """Close the connection once the client has sent nothing for IDLE_TIMEOUT seconds."""
+        # A timer to the deadline, re-armed from the last frame's time when it fires, costs
+        # nothing per frame received, and less memory than a sleeping task per connection.
+        timeout = settings.ROOMS_IDLE_TIMEOUT
+        remaining = self.last_frame + timeout - time.monotonic()
+        if remaining > 0:
+            self.idle_timer = asyncio.get_running_loop().call_later(remaining, self.watch_idle)
+        else:
+            self.idle_timer = None
+            self.closer = asyncio.ensure_future(self.fail(errors.idle_timeout(timeout)))
 
     def log(self, event: str, **fields: object) -> None:
         """One log line about this client; LOG_FORMAT=json keeps room and nickname as fields."""
