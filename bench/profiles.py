@@ -11,7 +11,7 @@ def quick() -> list[Case]:
     """Short ladders and 1k idle users: a routine check in about three minutes."""
     rules = StepRules(duration_s=2.5, drain_s=3.0, quiet_s=0.5)
     return [
-        ladder_case("S1", 1, 100, LadderPlan(10, 1.41, 2_000), rules, settle_s=20),
+        ladder_case("S1", 1, 100, LadderPlan(10, 1.41, 4_000), rules, settle_s=20),
         ladder_case("S3", 100, 10, LadderPlan(40, 1.41, 20_000), rules, settle_s=20),
         idle_case("S4", 1_000, 10, hold_s=2.0, settle_s=20),
     ]
