@@ -120,8 +120,11 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several server processes (rooms.workers) write history to one file: wait for the
-    # lock instead of failing at once ("database is locked"). PostgreSQL suits them better.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # lock instead of failing at once ("database is locked"). A transaction that reads
+    # before it writes must take the write lock when it begins (IMMEDIATE): SQLite fails,
+    # without waiting, the upgrade of a read lock while another writer waits.
+    # PostgreSQL suits several processes better.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(timeout=20, transaction_mode="IMMEDIATE")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"

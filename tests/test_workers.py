@@ -12,6 +12,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.clients import join, recv
 from tests.servers import BASE_ENV, ROOT
+from tests.test_history import wait_stored
 
 _SS_LINE = re.compile(r":(\d+)\s+\S+:(\d+)\s+users:\(\(\"[^\"]+\",pid=(\d+)")
 
@@ -86,3 +87,19 @@ async def test_the_default_single_worker_serves_in_memory_and_closes_with_1001_o
     with pytest.raises(ConnectionClosed):
         await recv(nick)
     assert nick.close_code == 1001
+
+
+@pytest.mark.redis
+async def test_two_workers_write_history_to_one_sqlite_file_without_lock_errors(
+    start_server, redis_env, database_url
+):
+    # Each worker writes a batch every 5 ms: their transactions overlap all the time.
+    server = start_server("workers:2", **redis_env, FLUSH_INTERVAL_MS="5", RATE_LIMIT="0")
+    rooms = [f"Busy{n}" for n in range(4)]
+    clients = [await join(server, room, f"u{n}") for room in rooms for n in range(4)]
+    await asyncio.gather(*(drain(client) for client in clients))
+    await asyncio.gather(*(client.send(f"m{seq}") for seq in range(25) for client in clients))
+    for room in rooms:
+        assert len(await asyncio.to_thread(wait_stored, database_url, room, 100)) == 100
+    assert "failed; retrying" not in server.log()
+    await asyncio.gather(*(client.close() for client in clients))
