@@ -151,6 +151,8 @@ STORAGES = {
 # list-based layer, kept for comparison (see BENCHMARKS.md).
 REDIS_URL = env("REDIS_URL", "")
 REDIS_PREFIX = env("REDIS_PREFIX", "rooms")
+# Connections each process opens for its own Redis commands (presence, message ids).
+REDIS_POOL_SIZE = env("REDIS_POOL_SIZE", 32, int)
 CHANNEL_LAYER = env("CHANNEL_LAYER", "redis-pubsub" if REDIS_URL else "memory")
 CHANNEL_CAPACITY = env("CHANNEL_CAPACITY", 1000, int)
 _LAYERS = {

@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from rooms import errors, protocol
+from rooms import errors, protocol, redis_client
 from rooms.errors import ClientError
 from rooms.groups import room_group
 from rooms.sequence import now_ms, room_event
@@ -153,7 +153,7 @@ class RedisPresence:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            client = self._clients[loop] = aioredis.from_url(self._url)
+            client = self._clients[loop] = redis_client.connect(self._url)
         return client
 
     def _key(self, kind: str, name: str = "") -> str:

@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from rooms import protocol
+from rooms import protocol, redis_client
 from rooms.models import Room
 
 logger = logging.getLogger(__name__)
@@ -208,7 +208,7 @@ class RedisSequence:
         loop = asyncio.get_running_loop()
         connection = self._connections.get(loop)
         if connection is None:
-            client = aioredis.from_url(self._url)
+            client = redis_client.connect(self._url)
             connection = _Connection(
                 client,
                 client.register_script(_MESSAGE_SCRIPT),

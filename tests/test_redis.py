@@ -88,3 +88,23 @@ async def test_a_leaving_client_leaves_no_redis_subscription_behind(start_server
         await asyncio.sleep(0.1)
     assert await client.pubsub_channels(pattern) == []
     await client.aclose()
+
+
+async def test_a_mass_disconnect_is_announced_through_a_bounded_redis_pool(start_server, redis_env):
+    server = start_server("serve", **redis_env, REDIS_POOL_SIZE="4", RATE_LIMIT="0")
+    client = redis.asyncio.Redis.from_url(redis_env["REDIS_URL"])
+    rooms = [f"Crowd{n}" for n in range(20)]
+    listeners = [await join(server, room, "listener") for room in rooms]
+    crowd = []
+    for room in rooms:
+        crowd += await asyncio.gather(*(join(server, room, f"u{n}") for n in range(10)))
+    await asyncio.gather(*(recv_n(listener, 11) for listener in listeners))
+    before = (await client.info("clients"))["connected_clients"]
+    for member in crowd:
+        member.transport.abort()
+    leaves = await asyncio.gather(*(recv_n(listener, 10) for listener in listeners))
+    assert all(sorted(got) == sorted(f"u{n} left the room" for n in range(10)) for got in leaves)
+    opened = (await client.info("clients"))["connected_clients"] - before
+    assert opened <= 8, f"{opened} Redis connections opened for 200 leaves"
+    await asyncio.gather(*(listener.close() for listener in listeners))
+    await client.aclose()
