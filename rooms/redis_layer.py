@@ -39,6 +39,31 @@ class ResubscribingShard(RedisSingleShardConnection):
 
     lost = False  # True from a lost connection until its subscriptions are restored
 
+    def __init__(self, host, channel_layer) -> None:
+        super().__init__(host, channel_layer)
+        self._leaving: set[str] = set()
+        self._unsubscriber: asyncio.Task | None = None
+
+    def unsubscribe_soon(self, channel: str) -> None:
+        """Unsubscribe `channel` together with every other channel leaving meanwhile.
+
+        One UNSUBSCRIBE per channel, each under the shard's lock, took minutes when
+        thousands of clients left at once, and held up every publish (the leave notices)
+        behind them; consumers outlived Daphne's close timeout and were killed."""
+        self._leaving.add(channel)
+        if self._unsubscriber is None or self._unsubscriber.done():
+            self._unsubscriber = asyncio.ensure_future(self._unsubscribe_leaving())
+
+    async def _unsubscribe_leaving(self) -> None:
+        while self._leaving:
+            async with self._lock:
+                channels, self._leaving = self._leaving, set()
+                try:
+                    await self._pubsub.unsubscribe(*channels)
+                except Exception:  # a lost connection: resubscribing will leave them out
+                    logger.warning("unsubscribing %d channels failed", len(channels))
+                self._subscribed_to -= channels
+
     async def _do_receiving(self) -> None:
         while True:
             try:
@@ -115,7 +140,7 @@ class ResilientLoopLayer(RedisPubSubLoopLayer):
         """Forget the channel's receiver and unsubscribe it, as a cancelled receive does."""
         self.receivers.pop(channel, None)
         if self.channels.pop(channel, None) is not None:
-            await self._get_shard(channel).unsubscribe(channel)
+            self._get_shard(channel).unsubscribe_soon(channel)
 
     async def flush(self) -> None:
         self.receivers.clear()
