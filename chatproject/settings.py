@@ -202,6 +202,9 @@ ROOMS_PING_TIMEOUT = env("PING_TIMEOUT", 30, int)  # seconds to answer it
 ROOMS_HANDSHAKE_TIMEOUT = env("HANDSHAKE_TIMEOUT", 5, int)  # seconds to complete a handshake
 ROOMS_MAX_FRAME_BYTES = env("MAX_FRAME_BYTES", 1024 * 1024, int)  # larger messages: close 1009
 ROOMS_SHUTDOWN_TIMEOUT = env("SHUTDOWN_TIMEOUT", 8.0, float)  # SIGTERM to exit (docker: 10)
+# Seconds a consumer has to announce its leave after its client went; Daphne's 10 s was too
+# little when 11,000 clients of one process dropped at once (bench/crowd.py).
+ROOMS_CLOSE_TIMEOUT = env("CLOSE_TIMEOUT", 60, int)
 
 LOGGING = {
     "version": 1,

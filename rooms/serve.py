@@ -219,6 +219,7 @@ def settings_arguments() -> list[str]:
         f"--websocket_connect_timeout={settings.ROOMS_HANDSHAKE_TIMEOUT}",
         f"--websocket-max-message-size={frame}",
         f"--websocket-max-frame-size={frame}",
+        f"--application-close-timeout={settings.ROOMS_CLOSE_TIMEOUT}",
     ]
 
 
