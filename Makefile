@@ -9,7 +9,7 @@ DEV_STAMP := $(VENV)/.dev-installed
 HOST ?= 0.0.0.0
 PORT ?= 8000
 
-.PHONY: run serve test lint bench soak services screenshot
+.PHONY: run serve test lint bench crowd soak services screenshot
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ lint: $(DEV_STAMP)
 
 bench: $(DEV_STAMP) services
 	$(PY) -m bench $(BENCH_ARGS)
+
+# 22,000 connections on two worker processes through Redis (BENCHMARKS.md, Crowd).
+crowd: $(DEV_STAMP) services
+	$(PY) -m bench.crowd $(CROWD_ARGS)
 
 # Minutes of steady load on loopback: memory flat, nothing lost (docs/operations.md).
 soak: $(DEV_STAMP)
