@@ -8,19 +8,13 @@ from django.test import override_settings
 from chatproject.asgi import application
 from rooms import errors
 from tests.clients import chat_path
-
-
-async def join(room: str, nickname: str | None, **query: str) -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(application, chat_path(room, nickname, **query))
-    connected, _ = await communicator.connect()
-    assert connected
-    return communicator
+from tests.communicators import communicator
 
 
 async def test_joiner_and_members_see_the_join_notice():
-    nick = await join("Room1", "Nick")
+    nick = await communicator("Room1", "Nick")
     assert await nick.receive_from() == "Nick joined Room1"
-    alex = await join("Room1", "Alex")
+    alex = await communicator("Room1", "Alex")
     assert await alex.receive_from() == "Alex joined Room1"
     assert await nick.receive_from() == "Alex joined Room1"
     await nick.disconnect()
@@ -28,8 +22,8 @@ async def test_joiner_and_members_see_the_join_notice():
 
 
 async def test_message_reaches_every_member_and_the_sender():
-    nick = await join("Room1", "Nick")
-    alex = await join("Room1", "Alex")
+    nick = await communicator("Room1", "Nick")
+    alex = await communicator("Room1", "Alex")
     await nick.receive_from(), await nick.receive_from(), await alex.receive_from()
     await alex.send_to("hello")
     assert await alex.receive_from() == "Alex: hello"
@@ -39,8 +33,8 @@ async def test_message_reaches_every_member_and_the_sender():
 
 
 async def test_leave_notice_reaches_remaining_members():
-    nick = await join("Room1", "Nick")
-    alex = await join("Room1", "Alex")
+    nick = await communicator("Room1", "Nick")
+    alex = await communicator("Room1", "Alex")
     await nick.receive_from(), await nick.receive_from(), await alex.receive_from()
     await alex.disconnect()
     assert await nick.receive_from() == "Alex left the room"
@@ -48,8 +42,8 @@ async def test_leave_notice_reaches_remaining_members():
 
 
 async def test_nothing_crosses_rooms():
-    nick = await join("Room1", "Nick")
-    alex = await join("Room2", "Alex")
+    nick = await communicator("Room1", "Nick")
+    alex = await communicator("Room2", "Alex")
     await nick.receive_from(), await alex.receive_from()
     await nick.send_to("only room one")
     assert await nick.receive_from() == "Nick: only room one"
@@ -59,9 +53,9 @@ async def test_nothing_crosses_rooms():
 
 
 async def test_json_client_gets_welcome_then_json_events_sharing_a_room_with_text():
-    text = await join("Room1", "Nick")
+    text = await communicator("Room1", "Nick")
     await text.receive_from()
-    js = await join("Room1", "Alex", format="json")
+    js = await communicator("Room1", "Alex", format="json")
     welcome = orjson.loads(await js.receive_from())
     assert welcome["type"] == "welcome" and welcome["room"] == "Room1"
     assert orjson.loads(await js.receive_from())["type"] == "join"
@@ -76,7 +70,7 @@ async def test_json_client_gets_welcome_then_json_events_sharing_a_room_with_tex
 
 
 async def test_message_ids_increase_within_a_room():
-    js = await join("Ids", "Nick", format="json")
+    js = await communicator("Ids", "Nick", format="json")
     await js.receive_from(), await js.receive_from()
     ids = []
     for n in range(3):
@@ -99,9 +93,9 @@ async def test_message_ids_increase_within_a_room():
     ],
 )
 async def test_bad_handshake_gets_an_error_frame_and_close_4400(room, nickname, query, code):
-    member = await join("Room1", "Member")
+    member = await communicator("Room1", "Member")
     await member.receive_from()
-    bad = await join(room, nickname, **query)
+    bad = await communicator(room, nickname, **query)
     assert await bad.receive_from() == f"error {code}: " + (await _message_of(code))
     assert (await bad.receive_output())["code"] == errors.WS_4400_BAD_REQUEST
     assert await member.receive_nothing(0.1)
@@ -135,9 +129,9 @@ async def test_unknown_path_gets_not_found_and_close_4404():
     ],
 )
 async def test_bad_frame_gets_an_error_and_the_session_goes_on(fmt, frame, code):
-    other = await join("Room1", "Other")
+    other = await communicator("Room1", "Other")
     await other.receive_from()
-    sender = await join("Room1", "Nick", format=fmt)
+    sender = await communicator("Room1", "Nick", format=fmt)
     await other.receive_from()
     for _ in range(2 if fmt == "json" else 1):
         await sender.receive_from()
@@ -155,7 +149,7 @@ async def test_bad_frame_gets_an_error_and_the_session_goes_on(fmt, frame, code)
 
 @override_settings(ROOMS_MAX_MESSAGE_LENGTH=10)
 async def test_message_limit_is_configurable():
-    nick = await join("Room1", "Nick")
+    nick = await communicator("Room1", "Nick")
     await nick.receive_from()
     await nick.send_to("x" * 10)
     assert await nick.receive_from() == "Nick: " + "x" * 10
@@ -177,7 +171,7 @@ async def test_foreign_browser_origin_is_refused_and_no_origin_is_admitted():
 
 
 async def test_json_client_refused_at_the_handshake_gets_a_json_error():
-    bad = await join("Room1", "n" * 40, format="json")
+    bad = await communicator("Room1", "n" * 40, format="json")
     error = orjson.loads(await bad.receive_from())
     assert error["type"] == "error" and error["code"] == errors.NICKNAME_INVALID
     assert error["close"] == errors.WS_4400_BAD_REQUEST

@@ -10,15 +10,14 @@ import orjson
 import psycopg
 import pytest
 import redis
-from channels.testing import WebsocketCommunicator
 from django.core.management import call_command
 from django.test import override_settings
 
-from chatproject.asgi import application
 from rooms.history import get_writer
 from rooms.models import Message, Room
 from rooms.sequence import get_sequence
-from tests.clients import chat_path, join, recv, recv_json
+from tests.clients import join, recv, recv_json
+from tests.communicators import assert_recovered_with_gap, communicator
 
 FAST = {"FLUSH_INTERVAL_MS": "50"}
 
@@ -142,12 +141,6 @@ async def test_ids_continue_from_the_database_when_redis_loses_its_counters(
     await back.close()
 
 
-async def communicator(room: str, nickname: str, **query: str) -> WebsocketCommunicator:
-    ws = WebsocketCommunicator(application, chat_path(room, nickname, **query))
-    assert (await ws.connect())[0]
-    return ws
-
-
 async def test_prune_keeps_the_newest_and_recovery_reports_the_gap():
     nick = await communicator("Room1", "Nick")
     await nick.receive_from()
@@ -161,15 +154,7 @@ async def test_prune_keeps_the_newest_and_recovery_reports_the_gap():
 
     get_sequence.cache_clear()  # as in a new process: no recent cache, all from the database
     late = await communicator("Room1", "Late", format="json", since="2")
-    assert orjson.loads(await late.receive_from())["type"] == "welcome"
-    assert orjson.loads(await late.receive_from()) == {
-        "type": "gap",
-        "room": "Room1",
-        "from": 3,
-        "to": 4,
-    }
-    assert [orjson.loads(await late.receive_from())["id"] for _ in range(3)] == [5, 6, 7]
-    assert orjson.loads(await late.receive_from())["type"] == "join"
+    await assert_recovered_with_gap(late, "Room1", (3, 4), [5, 6, 7])
     await nick.disconnect()
     await late.disconnect()
 

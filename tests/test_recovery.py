@@ -4,12 +4,11 @@ import asyncio
 
 import orjson
 import pytest
-from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
-from chatproject.asgi import application
 from rooms.history import get_writer
-from tests.clients import chat_path, join, recv_json
+from tests.clients import join, recv_json
+from tests.communicators import assert_recovered_with_gap, communicator
 
 
 @pytest.fixture(params=["memory", "redis-pubsub"])
@@ -102,23 +101,13 @@ async def test_a_reconnecting_client_gets_what_it_missed_then_live_without_gap_o
 
 @override_settings(ROOMS_HISTORY_MAX=3)
 async def test_recovery_beyond_the_replay_limit_is_told_the_gap():
-    nick = WebsocketCommunicator(application, chat_path("Room1", "Nick"))
-    assert (await nick.connect())[0]
+    nick = await communicator("Room1", "Nick")
     await nick.receive_from()
     for n in range(6):
         await nick.send_to(f"m{n}")
         await nick.receive_from()
     await get_writer().flush()  # what the recent cache no longer holds is in the database
-    late = WebsocketCommunicator(application, chat_path("Room1", "Late", format="json", since="0"))
-    assert (await late.connect())[0]
-    assert orjson.loads(await late.receive_from())["type"] == "welcome"
-    assert orjson.loads(await late.receive_from()) == {
-        "type": "gap",
-        "room": "Room1",
-        "from": 1,
-        "to": 3,
-    }
-    assert [orjson.loads(await late.receive_from())["id"] for _ in range(3)] == [4, 5, 6]
-    assert orjson.loads(await late.receive_from())["type"] == "join"
+    late = await communicator("Room1", "Late", format="json", since="0")
+    await assert_recovered_with_gap(late, "Room1", (1, 3), [4, 5, 6])
     await nick.disconnect()
     await late.disconnect()
