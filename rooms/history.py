@@ -65,6 +65,7 @@ def _insert_sql() -> str:
 _INSERT = _insert_sql()
 
 
+@cache  # the vendor is known once the first batch is written, not at import
 def _advance_sql() -> str:
     quote = connection.ops.quote_name
     greatest = "MAX" if connection.vendor == "sqlite" else "GREATEST"
