@@ -11,6 +11,8 @@ It takes Daphne's command line unchanged and adds (docs/operations.md):
 - a bound on each client's unsent bytes (SEND_BUFFER_LIMIT): a client that stops reading
   is closed with 4509 SLOW_CONSUMER instead of growing server memory without end;
 - room events framed once per message and written once per loop turn (rooms.frames);
+- handshakes without autobahn's debug formatting (pformat_when_debugging);
+- the garbage collector tuned for many long-lived connections (GC_THRESHOLDS);
 - Daphne's timeouts and limits taken from settings (PING_INTERVAL, PING_TIMEOUT,
   HANDSHAKE_TIMEOUT, MAX_FRAME_BYTES); options given on the command line still win.
 """
@@ -20,12 +22,16 @@ from daphne.cli import CommandLineInterface  # isort: skip
 from daphne.server import Server  # isort: skip
 
 import asyncio
+import gc
 import logging
 import os
 import signal
 import sys
 import time
+from pprint import pformat
 
+import autobahn.websocket.protocol
+import txaio
 from autobahn.websocket.protocol import WebSocketProtocol as AutobahnProtocol
 from daphne.ws_protocol import WebSocketProtocol
 from django.conf import settings
@@ -41,6 +47,20 @@ logger = logging.getLogger(__name__)
 
 GOING_AWAY_REASON = "server shutting down"
 POLL_INTERVAL = 0.05  # seconds between checks while draining connections
+# Young collections every 7,000 allocations instead of 700, and a full one after 100 of
+# the middle generation instead of 10 (it also waits, as always, until a quarter of the
+# old generation is new). Each connection holds a few hundred objects that live as long
+# as it does: with the defaults, a full collection walks every one of them again and
+# again, a third of the CPU while 19,000 clients connect (BENCHMARKS.md, "Collector").
+GC_THRESHOLDS = (7_000, 10, 100)
+
+
+def pformat_when_debugging(value: object) -> str:
+    """autobahn's `pformat`, for its debug log lines only: it pretty-prints its whole
+    configuration on every connection, a tenth of a handshake's CPU, even when nothing
+    logs at debug level. (Its other use, `Timings.__str__`, serves timing tracking, which
+    Daphne never turns on.)"""
+    return pformat(value) if txaio.get_global_log_level() in ("debug", "trace") else ""
 
 
 @implementer(IPushProducer)
@@ -77,6 +97,12 @@ class RoomsServer(Server):
         super().run()
 
     def started(self) -> None:
+        # What start-up loaded (Django, the app, the libraries) stays for good: take it out
+        # of the collector's sight, then collect less often (GC_THRESHOLDS).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
+        autobahn.websocket.protocol.pformat = pformat_when_debugging
         # Twisted's HTTP channel waits 60 s between bytes of a request head by default:
         # bound it like the WebSocket handshake, against slowloris clients.
         self.http_factory.timeOut = settings.ROOMS_HANDSHAKE_TIMEOUT
