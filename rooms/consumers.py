@@ -31,6 +31,12 @@ logger = logging.getLogger(__name__)
 JOIN_TIMEOUT = 10.0  # seconds for a joiner's own join event to come back through the layer
 
 
+def client_address(scope: dict) -> str:
+    """host:port of the client, as the server reports it."""
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "-"
+
+
 class ChatConsumer(AsyncWebsocketConsumer):
     """One member of one room: join, relay each message to the room, leave.
 
@@ -165,7 +171,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except BACKEND_ERRORS:
             await self.fail(errors.service_unavailable(fatal=True))
             return
-        self.log("join")
+        self.log("join", client=client_address(self.scope))
         await self.catch_up(join)
         if settings.ROOMS_IDLE_TIMEOUT:
             self.last_frame = time.monotonic()

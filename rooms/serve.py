@@ -120,6 +120,14 @@ class RoomsServer(Server):
             scope["extensions"] = {**scope.get("extensions", {}), WRITE_SOON: extension}
         return super().create_application(protocol, scope)
 
+    def log_action(self, protocol: str, action: str, details: dict) -> None:
+        # rooms.consumers logs each join and leave with its room, nickname, client and close
+        # code: Daphne's three access-log lines per WebSocket would repeat them, at a
+        # twentieth of a handshake's CPU. Refused handshakes and HTTP requests stay.
+        if protocol == "websocket" and action in ("connecting", "connected", "disconnected"):
+            return
+        super().log_action(protocol, action, details)
+
     def listen_success(self, port) -> None:
         self.ports.append(port)
         super().listen_success(port)

@@ -1,6 +1,8 @@
 """Production configuration, security headers, health and metrics endpoints, live."""
 
+import asyncio
 import os
+import re
 import subprocess
 import sys
 import urllib.error
@@ -90,3 +92,21 @@ def test_readyz_reports_each_dependency(start_server):
     status, _, body = _get(server.http("/readyz"))
     assert status == 200
     assert body == '{"status": "ready", "checks": {"channel_layer": "ok", "database": "ok"}}'
+
+
+async def test_server_log_has_one_line_per_join_and_leave_with_the_client(start_server):
+    server = start_server("serve")
+    _get(server.http("/healthz"))
+    nick = await join(server, "Room1", "Nick")
+    assert await recv(nick) == "Nick joined Room1"
+    await nick.close()
+    log = ""
+    for _ in range(50):  # the leave is logged once the server has seen the close
+        log = server.log()
+        if "leave room=" in log:
+            break
+        await asyncio.sleep(0.1)
+    assert re.search(r"join room='Room1' nickname='Nick' client=127\.0\.0\.1:\d+", log)
+    assert "leave room='Room1' nickname='Nick' code=1000" in log
+    assert '"GET /healthz" 200' in log  # HTTP requests keep their access-log line
+    assert "WSCONNECT" not in log and "WSDISCONNECT" not in log
