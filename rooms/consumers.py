@@ -98,6 +98,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # already closes stale connections around each call.
         await getattr(self, get_handler_name(message))(message)
 
+    async def websocket_disconnect(self, message: dict) -> None:
+        # Channels' also closes stale database connections in a worker thread, a thread
+        # hop per departure: nothing here holds one (see dispatch).
+        await self.disconnect(message["code"])
+        raise StopConsumer()
+
     def listen(self) -> None:
         """Have the layer call deliver() with each room event, or read the channel for it."""
         if hasattr(self.channel_layer, "attach"):
