@@ -120,6 +120,17 @@ class SharedFrameProtocol(WebSocketProtocol):
         self.trafficStats.outgoingWebSocketMessages += 1
         write_through(self.transport, shared_text_frame(content))
 
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        # autobahn's, through write_through: the handshake response, pings and close frames.
+        if sync or chopsize or self.send_queue or self.logOctets:
+            super().sendData(data, sync, chopsize)
+            return
+        write_through(self.transport, data)
+        if self.state == self.STATE_OPEN:
+            self.trafficStats.outgoingOctetsWireLevel += len(data)
+        else:
+            self.trafficStats.preopenOutgoingOctetsWireLevel += len(data)
+
     def _fast(self, texts: Sequence[str]) -> bool:
         """Whether plain frames may be written now, as autobahn itself would."""
         limit = self.maxMessagePayloadSize

@@ -151,9 +151,9 @@ VIOLATIONS = [
         frame(0x1, b"part", fin=False) + frame(0x1, b"other"),
         1002,
     ),
-    # A malformed close frame: autobahn drops the connection without answering.
-    ("close with a one-byte payload", frame(0x8, b"\x03"), None),
-    ("close with a reserved code", frame(0x8, struct.pack("!H", 999)), None),
+    # A malformed close frame: 1002, written before autobahn drops the connection.
+    ("close with a one-byte payload", frame(0x8, b"\x03"), 1002),
+    ("close with a reserved code", frame(0x8, struct.pack("!H", 999)), 1002),
     (
         "huge declared length",
         bytes([0x81, 0xFF]) + struct.pack("!Q", 2**63 - 1) + os.urandom(4),

@@ -7,6 +7,7 @@ else goes on.
 
 import asyncio
 import socket
+import time
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -160,8 +161,10 @@ async def test_client_that_stops_reading_is_dropped_and_bounds_server_memory(sta
             received.append(await recv(reader))
 
     # Keep the room busy until the stalled member is dropped (the kernel's socket buffers
-    # fill first, a few MB on loopback), then a little longer; bounded either way.
-    while sent < 5000 and "Stalled left the room" not in received:
+    # fill first, a few MB on loopback; then the close handshake times out after 1 s),
+    # then a little longer; bounded either way.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "Stalled left the room" not in received:
         await send_and_keep_up()
     for _ in range(100):
         await send_and_keep_up()
