@@ -5,6 +5,7 @@ is one increment, and one delivery in LATENCY_SAMPLE_EVERY also feeds the latenc
 histogram (time from group_send to the frame handed to the transport).
 """
 
+import gc
 import time
 from bisect import bisect_left
 from collections import Counter
@@ -105,5 +106,21 @@ def render(connections: int, rooms: int, dropped: int) -> str:
     lines += [
         f"rooms_delivery_latency_seconds_sum {metrics.latency.sum!r}",
         f"rooms_delivery_latency_seconds_count {metrics.latency.count}",
+        "# HELP python_gc_objects_collected_total Objects the cycle collector found "
+        "unreachable, by generation: memory that reference counting could not free.",
+        "# TYPE python_gc_objects_collected_total counter",
     ]
+    stats = gc.get_stats()
+    for generation, stat in enumerate(stats):
+        lines.append(
+            f'python_gc_objects_collected_total{{generation="{generation}"}} {stat["collected"]}'
+        )
+    lines += [
+        "# HELP python_gc_collections_total Cycle collector runs, by generation.",
+        "# TYPE python_gc_collections_total counter",
+    ]
+    for generation, stat in enumerate(stats):
+        lines.append(
+            f'python_gc_collections_total{{generation="{generation}"}} {stat["collections"]}'
+        )
     return "\n".join(lines) + "\n"

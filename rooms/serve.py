@@ -144,6 +144,15 @@ class RoomsServer(Server):
             return
         await super().handle_reply(protocol, message)
 
+    def protocol_disconnected(self, protocol) -> None:
+        super().protocol_disconnected(protocol)
+        # An HTTP request upgraded to a WebSocket is never finished, so its channel keeps
+        # it in `requests` while it points back at the channel: a cycle that only the
+        # collector frees. Daphne has just let go of both (it set request.transport None).
+        channel = getattr(protocol, "channel", None)
+        if protocol.transport is None and channel is not None and protocol in channel.requests:
+            channel.requests.remove(protocol)
+
     def protocol_connected(self, protocol) -> None:
         super().protocol_connected(protocol)
         limit = settings.ROOMS_SEND_BUFFER_LIMIT
