@@ -1,0 +1,29 @@
+"""The input queue of one ASGI application instance, lighter than asyncio.Queue."""
+
+import asyncio
+
+
+class ApplicationQueue:
+    """What Daphne needs of an application's input queue: put_nowait() from the server,
+    get() from the one application task. An asyncio.Queue holds four deques, 3 KB of each
+    idle connection's 23 (BENCHMARKS.md, "Memory per connection")."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: list[dict] = []  # rarely more than one: a list pops its head cheaply
+        self._waiter: asyncio.Future | None = None
+
+    def put_nowait(self, item: dict) -> None:
+        """Queue `item` and wake the waiting get()."""
+        self._items.append(item)
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> dict:
+        """The oldest item, once there is one; a cancelled get() takes nothing."""
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        return self._items.pop(0)
