@@ -55,6 +55,9 @@ POLL_INTERVAL = 0.05  # seconds between checks while draining connections
 # old generation is new). Each connection holds a few hundred objects that live as long
 # as it does: with the defaults, a full collection walks every one of them again and
 # again, a third of the CPU while 19,000 clients connect (BENCHMARKS.md, "Collector").
+# Rare full collections are harmless only while a closed connection leaves no reference
+# cycles (SharedFrameProtocol.connectionLost, RoomsServer.protocol_disconnected): with
+# them, connection churn grew the server by hundreds of MB.
 GC_THRESHOLDS = (7_000, 10, 100)
 
 
