@@ -43,6 +43,46 @@ class ResubscribingShard(RedisSingleShardConnection):
         super().__init__(host, channel_layer)
         self._leaving: set[str] = set()
         self._unsubscriber: asyncio.Task | None = None
+        self._joining: dict[str, asyncio.Future] = {}
+        self._subscriber: asyncio.Task | None = None
+
+    async def subscribe(self, channel: str) -> None:
+        """Subscribe `channel` together with every other channel or group joining meanwhile.
+
+        One SUBSCRIBE per new connection, each a round trip under the shard's lock, capped
+        how fast a process took connections on this layer (BENCHMARKS.md, Crowd)."""
+        future = self._joining.get(channel)
+        if future is None:
+            future = self._joining[channel] = asyncio.get_running_loop().create_future()
+            if self._subscriber is None or self._subscriber.done():
+                self._subscriber = asyncio.ensure_future(self._subscribe_joining())
+        # Shielded: another caller may wait for the same name (a group).
+        error = await asyncio.shield(future)
+        if error is not None:
+            raise error
+
+    async def _subscribe_joining(self) -> None:
+        while self._joining:
+            async with self._lock:
+                joining, self._joining = self._joining, {}
+                # Checked under the lock, as channels-redis does: an UNSUBSCRIBE of a group
+                # that emptied may have run just before.
+                names = [name for name in joining if name not in self._subscribed_to]
+                error = None
+                try:
+                    if names:
+                        self._ensure_redis()
+                        self._ensure_receiver()
+                        await self._pubsub.subscribe(*names)
+                        self._subscribed_to.update(names)
+                except BaseException as exc:  # each caller raises it, as with its own SUBSCRIBE
+                    error = exc
+                    if not isinstance(exc, Exception):  # cancelled: the layer is closing
+                        raise
+                finally:
+                    for future in joining.values():
+                        if not future.done():
+                            future.set_result(error)
 
     def unsubscribe_soon(self, channel: str) -> None:
         """Unsubscribe `channel` together with every other channel leaving meanwhile.

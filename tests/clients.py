@@ -39,6 +39,14 @@ async def recv_n(ws: ClientConnection, n: int, timeout: float = TIMEOUT) -> list
     return [await recv(ws, timeout) for _ in range(n)]
 
 
+async def recv_until(ws: ClientConnection, line: str, timeout: float = TIMEOUT) -> list[str]:
+    """Every line received up to and including `line`."""
+    lines = [await recv(ws, timeout)]
+    while lines[-1] != line:
+        lines.append(await recv(ws, timeout))
+    return lines
+
+
 async def assert_silent(ws: ClientConnection, wait: float = 0.3) -> None:
     """Nothing arrives within `wait` seconds."""
     try:

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 import redis.asyncio
 
-from tests.clients import join, recv, recv_n
+from tests.clients import join, recv, recv_n, recv_until
 
 pytestmark = pytest.mark.redis
 
@@ -108,3 +108,34 @@ async def test_a_mass_disconnect_is_announced_through_a_bounded_redis_pool(start
     assert opened <= 8, f"{opened} Redis connections opened for 200 leaves"
     await asyncio.gather(*(listener.close() for listener in listeners))
     await client.aclose()
+
+
+async def test_joiners_arriving_together_all_hear_their_room(start_server, redis_env):
+    # Their channels and rooms are subscribed in Redis a burst at a time, in shared commands.
+    server = start_server("serve", **redis_env, CHANNEL_LAYER="redis-pubsub", RATE_LIMIT="0")
+    rooms = [f"Burst{r}" for r in range(10)]
+    members = await asyncio.gather(
+        *(join(server, room, f"u{n}") for room in rooms for n in range(10))
+    )
+    for index, room in enumerate(rooms):
+        await members[index * 10].send(f"hello {room}")
+    heard = await asyncio.gather(
+        *(recv_until(member, f"u0: hello {rooms[i // 10]}") for i, member in enumerate(members))
+    )
+    assert all(sum(line.startswith("u0: hello") for line in lines) == 1 for lines in heard)
+    await asyncio.gather(*(member.close() for member in members))
+
+
+async def test_a_room_emptied_and_joined_at_once_still_hears_its_messages(start_server, redis_env):
+    # The room's UNSUBSCRIBE (its last member left) and SUBSCRIBE (a new one joined) race.
+    server = start_server("serve", **redis_env, CHANNEL_LAYER="redis-pubsub")
+    for n in range(10):
+        old = await join(server, "Flip", f"old{n}")
+        await recv_until(old, f"old{n} joined Flip")
+        closing = asyncio.ensure_future(old.close())
+        new = await join(server, "Flip", f"new{n}")
+        await closing
+        await recv_until(new, f"new{n} joined Flip")
+        await new.send("still here")
+        await recv_until(new, f"new{n}: still here")
+        await new.close()
