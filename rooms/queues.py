@@ -1,12 +1,13 @@
-"""The input queue of one ASGI application instance, lighter than asyncio.Queue."""
+"""A queue with one reader, lighter than asyncio.Queue: the per-connection queues."""
 
 import asyncio
 
 
-class ApplicationQueue:
-    """What Daphne needs of an application's input queue: put_nowait() from the server,
-    get() from the one application task. An asyncio.Queue holds four deques, 3 KB of each
-    idle connection's 23 (BENCHMARKS.md, "Memory per connection")."""
+class SingleReaderQueue:
+    """put_nowait() from anyone, get() from one task at a time: what Daphne needs of an
+    application's input queue, and channels-redis of a channel's. An asyncio.Queue holds
+    four deques, 3 KB of each idle connection's 23 (BENCHMARKS.md, "Memory per
+    connection")."""
 
     __slots__ = ("_items", "_waiter")
 

@@ -27,6 +27,7 @@ from channels_redis.pubsub import (
 from channels_redis.utils import _wrap_close
 
 from rooms.layers import Receiver, deliver
+from rooms.queues import SingleReaderQueue
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +176,12 @@ class ResilientLoopLayer(RedisPubSubLoopLayer):
     def attach(self, channel: str, receiver: Receiver) -> None:
         """Hand the channel's group messages to `receiver` as they arrive."""
         self.receivers[channel] = receiver
+
+    async def _subscribe_to_channel(self, channel: str) -> None:
+        # channels-redis', with a lighter queue: it holds only what is sent to the channel
+        # itself, and one consumer reads it.
+        self.channels[channel] = SingleReaderQueue()
+        await self._get_shard(channel).subscribe(channel)
 
     async def detach(self, channel: str) -> None:
         """Forget the channel's receiver and unsubscribe it, as a cancelled receive does."""

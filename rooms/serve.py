@@ -44,7 +44,7 @@ from zope.interface import implementer
 from rooms import errors, metrics
 from rooms.extensions import WRITE_SOON
 from rooms.frames import SharedFrameProtocol
-from rooms.queues import ApplicationQueue
+from rooms.queues import SingleReaderQueue
 
 logger = logging.getLogger(__name__)
 
@@ -120,15 +120,15 @@ class RoomsServer(Server):
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.on_signal, signum)
 
-    def create_application(self, protocol, scope: dict) -> ApplicationQueue | None:
-        # Daphne's, with an ApplicationQueue and, for WebSockets, the write_soon extension.
+    def create_application(self, protocol, scope: dict) -> SingleReaderQueue | None:
+        # Daphne's, with a SingleReaderQueue and, for WebSockets, the write_soon extension.
         if isinstance(protocol, SharedFrameProtocol):
             extension = {"write": protocol.write_soon}
             scope["extensions"] = {**scope.get("extensions", {}), WRITE_SOON: extension}
         details = self.connections.get(protocol)
         if details is None:
             return None
-        queue = ApplicationQueue()
+        queue = SingleReaderQueue()
         scope.setdefault("asgi", {"version": "3.0"})
         instance = self.application(
             scope=scope, receive=queue.get, send=partial(self.handle_reply, protocol)

@@ -1,19 +1,19 @@
-"""rooms.queues: the application input queue that rooms.serve gives Daphne."""
+"""rooms.queues: the per-connection queue of rooms.serve and the Redis layer."""
 
 import asyncio
 
-from rooms.queues import ApplicationQueue
+from rooms.queues import SingleReaderQueue
 
 
 async def test_items_come_out_in_the_order_they_were_put():
-    queue = ApplicationQueue()
+    queue = SingleReaderQueue()
     for n in range(3):
         queue.put_nowait({"n": n})
     assert [(await queue.get())["n"] for _ in range(3)] == [0, 1, 2]
 
 
 async def test_a_waiting_get_wakes_on_the_next_put():
-    queue = ApplicationQueue()
+    queue = SingleReaderQueue()
     getter = asyncio.ensure_future(queue.get())
     await asyncio.sleep(0)
     assert not getter.done()
@@ -22,7 +22,7 @@ async def test_a_waiting_get_wakes_on_the_next_put():
 
 
 async def test_a_cancelled_get_takes_nothing():
-    queue = ApplicationQueue()
+    queue = SingleReaderQueue()
     getter = asyncio.ensure_future(queue.get())
     await asyncio.sleep(0)
     queue.put_nowait({"n": 1})
