@@ -128,7 +128,7 @@ class SharedFrameProtocol(WebSocketProtocol):
         write_through(self.transport, data)
         if self.state == self.STATE_OPEN:
             self.trafficStats.outgoingOctetsWireLevel += len(data)
-        else:
+        elif self.state in (self.STATE_CONNECTING, self.STATE_PROXY_CONNECTING):
             self.trafficStats.preopenOutgoingOctetsWireLevel += len(data)
 
     def connectionLost(self, reason) -> None:

@@ -69,6 +69,18 @@ def error(code: str) -> None:
     metrics.errors[code] += 1
 
 
+# (metric, key of gc.get_stats(), HELP text): the cycle collector, per generation.
+_GC_COUNTERS = (
+    (
+        "python_gc_objects_collected_total",
+        "collected",
+        "Objects the cycle collector found unreachable, by generation: memory that reference "
+        "counting could not free.",
+    ),
+    ("python_gc_collections_total", "collections", "Cycle collector runs, by generation."),
+)
+
+
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
@@ -106,21 +118,9 @@ def render(connections: int, rooms: int, dropped: int) -> str:
     lines += [
         f"rooms_delivery_latency_seconds_sum {metrics.latency.sum!r}",
         f"rooms_delivery_latency_seconds_count {metrics.latency.count}",
-        "# HELP python_gc_objects_collected_total Objects the cycle collector found "
-        "unreachable, by generation: memory that reference counting could not free.",
-        "# TYPE python_gc_objects_collected_total counter",
     ]
     stats = gc.get_stats()
-    for generation, stat in enumerate(stats):
-        lines.append(
-            f'python_gc_objects_collected_total{{generation="{generation}"}} {stat["collected"]}'
-        )
-    lines += [
-        "# HELP python_gc_collections_total Cycle collector runs, by generation.",
-        "# TYPE python_gc_collections_total counter",
-    ]
-    for generation, stat in enumerate(stats):
-        lines.append(
-            f'python_gc_collections_total{{generation="{generation}"}} {stat["collections"]}'
-        )
+    for name, key, meaning in _GC_COUNTERS:
+        lines += [f"# HELP {name} {meaning}", f"# TYPE {name} counter"]
+        lines += [f'{name}{{generation="{gen}"}} {stat[key]}' for gen, stat in enumerate(stats)]
     return "\n".join(lines) + "\n"
