@@ -24,7 +24,7 @@ import struct
 from collections.abc import Sequence
 
 from daphne.ws_protocol import WebSocketProtocol
-from twisted.internet import defer, tcp
+from twisted.internet import tcp
 
 CACHE_SIZE = 256  # distinct messages in flight at once, per process
 
@@ -130,12 +130,6 @@ class SharedFrameProtocol(WebSocketProtocol):
             self.trafficStats.outgoingOctetsWireLevel += len(data)
         elif self.state in (self.STATE_CONNECTING, self.STATE_PROXY_CONNECTING):
             self.trafficStats.preopenOutgoingOctetsWireLevel += len(data)
-
-    def connectionLost(self, reason) -> None:
-        super().connectionLost(reason)
-        # autobahn resolves is_closed with the protocol itself: a reference cycle that
-        # only the collector frees, keeping the connection's memory until it runs.
-        self.is_closed = defer.succeed(None)
 
     def _fast(self, texts: Sequence[str]) -> bool:
         """Whether plain frames may be written now, as autobahn itself would."""

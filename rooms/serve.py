@@ -13,7 +13,8 @@ It takes Daphne's command line unchanged and adds (docs/operations.md):
 - room events framed once per message and written once per loop turn (rooms.frames);
 - handshakes without autobahn's debug formatting (pformat_when_debugging);
 - the garbage collector tuned for many long-lived connections (GC_THRESHOLDS);
-- a lighter input queue per connection (rooms.queues);
+- a lighter input queue per connection (rooms.queues), and per-connection state kept
+  small (rooms.connection);
 - Daphne's timeouts and limits taken from settings (PING_INTERVAL, PING_TIMEOUT,
   HANDSHAKE_TIMEOUT, MAX_FRAME_BYTES); options given on the command line still win.
 """
@@ -42,8 +43,8 @@ from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 from rooms import errors, metrics
+from rooms.connection import RoomsProtocol
 from rooms.extensions import WRITE_SOON
-from rooms.frames import SharedFrameProtocol
 from rooms.queues import SingleReaderQueue
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ POLL_INTERVAL = 0.05  # seconds between checks while draining connections
 # as it does: with the defaults, a full collection walks every one of them again and
 # again, a third of the CPU while 19,000 clients connect (BENCHMARKS.md, "Collector").
 # Rare full collections are harmless only while a closed connection leaves no reference
-# cycles (SharedFrameProtocol.connectionLost, RoomsServer.protocol_disconnected): with
+# cycles (RoomsProtocol.connectionLost, RoomsServer.protocol_disconnected): with
 # them, connection churn grew the server by hundreds of MB.
 GC_THRESHOLDS = (7_000, 10, 100)
 
@@ -115,14 +116,14 @@ class RoomsServer(Server):
         # On a protocol violation autobahn drops TCP by default, so clients only see 1006;
         # send the close frame with its code (1002, 1007, 1009) first.
         self.ws_factory.setProtocolOptions(failByDrop=False)
-        self.ws_factory.protocol = SharedFrameProtocol
+        self.ws_factory.protocol = RoomsProtocol.for_factory(self.ws_factory)
         loop = asyncio.get_event_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.on_signal, signum)
 
     def create_application(self, protocol, scope: dict) -> SingleReaderQueue | None:
         # Daphne's, with a SingleReaderQueue and, for WebSockets, the write_soon extension.
-        if isinstance(protocol, SharedFrameProtocol):
+        if isinstance(protocol, RoomsProtocol):
             extension = {"write": protocol.write_soon}
             scope["extensions"] = {**scope.get("extensions", {}), WRITE_SOON: extension}
         details = self.connections.get(protocol)
