@@ -11,7 +11,7 @@ It takes Daphne's command line unchanged and adds (docs/operations.md):
 - a bound on each client's unsent bytes (SEND_BUFFER_LIMIT): a client that stops reading
   is closed with 4509 SLOW_CONSUMER instead of growing server memory without end;
 - room events framed once per message and written once per loop turn (rooms.frames);
-- handshakes without autobahn's debug formatting (pformat_when_debugging);
+- handshakes without autobahn's debug formatting (only_when_debugging);
 - the garbage collector tuned for many long-lived connections (GC_THRESHOLDS);
 - a lighter input queue per connection (rooms.queues), and per-connection state kept
   small (rooms.connection);
@@ -30,9 +30,12 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from functools import partial
 from pprint import pformat
 
+import autobahn.twisted.websocket
+import autobahn.util
 import autobahn.websocket.protocol
 import txaio
 from autobahn.websocket.protocol import WebSocketProtocol as AutobahnProtocol
@@ -62,12 +65,18 @@ POLL_INTERVAL = 0.05  # seconds between checks while draining connections
 GC_THRESHOLDS = (7_000, 10, 100)
 
 
-def pformat_when_debugging(value: object) -> str:
-    """autobahn's `pformat`, for its debug log lines only: it pretty-prints its whole
-    configuration on every connection, a tenth of a handshake's CPU, even when nothing
-    logs at debug level. (Its other use, `Timings.__str__`, serves timing tracking, which
-    Daphne never turns on.)"""
-    return pformat(value) if txaio.get_global_log_level() in ("debug", "trace") else ""
+def only_when_debugging(format_value: Callable[[object], str]) -> Callable[[object], str]:
+    """`format_value` for autobahn's debug log lines only. autobahn formats their arguments
+    on every connection even when nothing logs at debug level: `pformat` of its whole
+    configuration (a tenth of a handshake's CPU) and `hltype`, colouring method names
+    (2 %). `pformat`'s other use, `Timings.__str__`, serves timing tracking, which Daphne
+    never turns on."""
+
+    def format_if_debugging(value: object) -> str:
+        debugging = txaio.get_global_log_level() in ("debug", "trace")
+        return format_value(value) if debugging else ""
+
+    return format_if_debugging
 
 
 @implementer(IPushProducer)
@@ -109,7 +118,9 @@ class RoomsServer(Server):
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
-        autobahn.websocket.protocol.pformat = pformat_when_debugging
+        autobahn.websocket.protocol.pformat = only_when_debugging(pformat)
+        for module in (autobahn.websocket.protocol, autobahn.twisted.websocket):
+            module.hltype = only_when_debugging(autobahn.util.hltype)
         # Twisted's HTTP channel waits 60 s between bytes of a request head by default:
         # bound it like the WebSocket handshake, against slowloris clients.
         self.http_factory.timeOut = settings.ROOMS_HANDSHAKE_TIMEOUT
