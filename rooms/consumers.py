@@ -14,7 +14,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import DatabaseError
 
-from rooms import errors, history, metrics, protocol
+from rooms import errors, history, logs, metrics, protocol
 from rooms.errors import BACKEND_ERRORS, ClientError
 from rooms.extensions import WRITE_SOON
 from rooms.groups import room_group
@@ -29,12 +29,6 @@ logger = logging.getLogger(__name__)
 
 
 JOIN_TIMEOUT = 10.0  # seconds for a joiner's own join event to come back through the layer
-
-
-def client_address(scope: dict) -> str:
-    """host:port of the client, as the server reports it."""
-    client = scope.get("client")
-    return f"{client[0]}:{client[1]}" if client else "-"
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -177,7 +171,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except BACKEND_ERRORS:
             await self.fail(errors.service_unavailable(fatal=True))
             return
-        self.log("join", client=client_address(self.scope))
+        self.log("join", client=logs.address(self.scope.get("client")))
         await self.catch_up(join)
         if settings.ROOMS_IDLE_TIMEOUT:
             self.last_frame = time.monotonic()

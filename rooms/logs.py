@@ -1,7 +1,9 @@
-"""JSON log lines (LOG_FORMAT=json): one object a line, with the room and nickname fields
-that consumer log calls pass in `extra`, for log pipelines to filter on."""
+"""Log lines: JSON (LOG_FORMAT=json), one object a line, with the room and nickname fields
+that consumer log calls pass in `extra`, for log pipelines to filter on; and one way of
+naming a client, so that every line about it can be found with the same string."""
 
 import logging
+from collections.abc import Sequence
 
 import orjson
 
@@ -23,3 +25,8 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode()
+
+
+def address(client: Sequence | None) -> str:
+    """A client in log lines: host:port as the server reports it, or "-" when unknown."""
+    return f"{client[0]}:{client[1]}" if client else "-"

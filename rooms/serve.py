@@ -45,7 +45,7 @@ from twisted.internet import abstract, reactor
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
-from rooms import errors, metrics
+from rooms import errors, logs, metrics
 from rooms.connection import RoomsProtocol
 from rooms.extensions import WRITE_SOON
 from rooms.queues import SingleReaderQueue
@@ -200,11 +200,12 @@ class RoomsServer(Server):
         if protocol.state != AutobahnProtocol.STATE_OPEN:
             return
         metrics.error(errors.SLOW_CONSUMER)
+        client = logs.address(protocol.client_addr)
         logger.warning(
             "slow consumer %s: over %d unsent bytes, closing",
-            protocol.client_addr,
+            client,
             settings.ROOMS_SEND_BUFFER_LIMIT,
-            extra={"event": "slow_consumer", "client": protocol.client_addr},
+            extra={"event": "slow_consumer", "client": client},
         )
         # The close frame queues behind the unsent data; autobahn aborts the TCP connection
         # if no close reply arrives within its close handshake timeout (1 s).

@@ -190,6 +190,8 @@ async def test_client_that_stops_reading_is_dropped_and_bounds_server_memory(sta
     # ~4 kB a message: a stalled member kept by the server would have cost sent * 4 kB.
     assert server.rss_kib() - baseline < 30 * 1024, (sent, baseline)
     assert _read_until_closed(stalled) < sent * 4000  # cut off, not served everything
+    host, port = stalled.getsockname()[:2]
+    assert f"slow consumer {host}:{port}: over 262144 unsent bytes, closing" in server.log()
     stalled.close()
     drain.cancel()
     await sender.close()
