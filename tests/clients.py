@@ -2,10 +2,14 @@
 
 import asyncio
 import base64
+import inspect
 import os
 import socket
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import quote
 
 import orjson
@@ -45,6 +49,21 @@ async def recv_until(ws: ClientConnection, line: str, timeout: float = TIMEOUT) 
     while lines[-1] != line:
         lines.append(await recv(ws, timeout))
     return lines
+
+
+async def wait_until(
+    probe: Callable[[], Any], done: Callable[[Any], bool], timeout: float = TIMEOUT
+) -> Any:
+    """Call `probe` (sync or async) until `done` holds for its result, or `timeout` s pass;
+    return its last result, for the test to assert on."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if inspect.isawaitable(result):
+            result = await result
+        if done(result) or time.monotonic() >= deadline:
+            return result
+        await asyncio.sleep(0.05)
 
 
 async def assert_silent(ws: ClientConnection, wait: float = 0.3) -> None:

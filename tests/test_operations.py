@@ -1,6 +1,5 @@
 """Production configuration, security headers, health and metrics endpoints, live."""
 
-import asyncio
 import os
 import re
 import subprocess
@@ -10,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from tests.clients import join, recv
+from tests.clients import join, recv, wait_until
 from tests.servers import BASE_ENV, ROOT
 
 
@@ -100,12 +99,8 @@ async def test_server_log_has_one_line_per_join_and_leave_with_the_client(start_
     nick = await join(server, "Room1", "Nick")
     assert await recv(nick) == "Nick joined Room1"
     await nick.close()
-    log = ""
-    for _ in range(50):  # the leave is logged once the server has seen the close
-        log = server.log()
-        if "leave room=" in log:
-            break
-        await asyncio.sleep(0.1)
+    # The leave is logged once the server has seen the close.
+    log = await wait_until(server.log, lambda log: "leave room=" in log)
     assert re.search(r"join room='Room1' nickname='Nick' client=127\.0\.0\.1:\d+", log)
     assert "leave room='Room1' nickname='Nick' code=1000" in log
     assert '"GET /healthz" 200' in log  # HTTP requests keep their access-log line

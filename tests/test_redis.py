@@ -5,7 +5,7 @@ import asyncio
 import pytest
 import redis.asyncio
 
-from tests.clients import join, recv, recv_n, recv_until
+from tests.clients import join, recv, recv_n, recv_until, wait_until
 
 pytestmark = pytest.mark.redis
 
@@ -82,11 +82,7 @@ async def test_a_leaving_client_leaves_no_redis_subscription_behind(start_server
     assert len(await client.pubsub_channels(pattern)) == 6  # five members and the room
     for member in members:
         await member.close()
-    for _ in range(50):
-        if not await client.pubsub_channels(pattern):
-            break
-        await asyncio.sleep(0.1)
-    assert await client.pubsub_channels(pattern) == []
+    assert await wait_until(lambda: client.pubsub_channels(pattern), lambda names: not names) == []
     await client.aclose()
 
 
