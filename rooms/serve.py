@@ -11,7 +11,8 @@ It takes Daphne's command line unchanged and adds (docs/operations.md):
 - a bound on each client's unsent bytes (SEND_BUFFER_LIMIT): a client that stops reading
   is closed with 4509 SLOW_CONSUMER instead of growing server memory without end;
 - room events framed once per message and written once per loop turn (rooms.frames);
-- handshakes without autobahn's debug formatting (only_when_debugging);
+- handshakes parsed once, by autobahn (rooms.upgrades), and without its debug
+  formatting (only_when_debugging);
 - the garbage collector tuned for many long-lived connections (GC_THRESHOLDS);
 - a lighter input queue per connection (rooms.queues), and per-connection state kept
   small (rooms.connection);
@@ -45,7 +46,7 @@ from twisted.internet import abstract, reactor
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
-from rooms import errors, logs, metrics
+from rooms import errors, logs, metrics, upgrades
 from rooms.connection import RoomsProtocol
 from rooms.extensions import WRITE_SOON
 from rooms.queues import SingleReaderQueue
@@ -124,6 +125,7 @@ class RoomsServer(Server):
         # Twisted's HTTP channel waits 60 s between bytes of a request head by default:
         # bound it like the WebSocket handshake, against slowloris clients.
         self.http_factory.timeOut = settings.ROOMS_HANDSHAKE_TIMEOUT
+        self.http_factory.protocol = upgrades.channel
         # On a protocol violation autobahn drops TCP by default, so clients only see 1006;
         # send the close frame with its code (1002, 1007, 1009) first.
         self.ws_factory.setProtocolOptions(failByDrop=False)

@@ -229,6 +229,42 @@ async def test_malformed_handshake_is_refused_without_an_upgrade(
     assert response == b"" or response.startswith(b"HTTP/1.1 4"), (name, response[:200])
 
 
+async def test_a_handshake_in_pieces_or_with_frames_behind_it_joins_like_any_other(
+    fuzz_server, sentinels
+):
+    member = await join(fuzz_server, "Pieces", "Member")
+    assert await recv(member) == "Member joined Pieces"
+    split = _open(fuzz_server.port)  # the head in two reads: Daphne's HTTP path
+    head = _upgrade("/ws/chat/Pieces/?nickname=Split")
+    split.sendall(head[:30])
+    await asyncio.sleep(0.2)
+    split.sendall(head[30:])
+    assert _read_head(split).startswith(b"HTTP/1.1 101")
+    assert _read_text(split) == await recv(member) == "Split joined Pieces"
+    eager = _open(fuzz_server.port)  # the head and a message in one write
+    eager.sendall(_upgrade("/ws/chat/Pieces/?nickname=Eager") + frame(0x1, b"hi"))
+    assert _read_head(eager).startswith(b"HTTP/1.1 101")
+    assert _read_text(eager) == await recv(member) == "Eager joined Pieces"
+    assert _read_text(eager) == await recv(member) == "Eager: hi"
+    for sock in (split, eager):
+        sock.close()
+    await member.close()
+
+
+def _read_head(sock: socket.socket) -> bytes:
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += sock.recv(1)
+    return response
+
+
+def _read_text(sock: socket.socket) -> str:
+    """One short unmasked text frame from the server."""
+    opcode, length = sock.recv(2, socket.MSG_WAITALL)
+    assert opcode == 0x81 and length < 126
+    return sock.recv(length, socket.MSG_WAITALL).decode()
+
+
 async def test_slowloris_handshakes_are_cut_off_and_others_keep_chatting(fuzz_server, sentinels):
     a, b = sentinels
     head = _upgrade()
