@@ -12,7 +12,7 @@ from pathlib import Path
 
 import uvloop
 
-from bench import configs, machine, profiles, record, report, runner
+from bench import configs, fleet, machine, profiles, record, report, runner
 
 log = logging.getLogger("bench")
 
@@ -174,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_record:
             record.append_jsonl(args.results, result)
 
+    fleet.tune_collector()
     results = uvloop.run(runner.run_cases(cfg, meta, emit))
     section = report.render(results, meta)
     print(section)

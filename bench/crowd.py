@@ -120,6 +120,7 @@ def _generator(gen: int, port: int, users: range, opts: Any, sync: tuple) -> Non
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s gen{gen} %(message)s")
     logging.getLogger("picows").setLevel(logging.WARNING)
     _raise_fd_limit()
+    fleets.tune_collector()
     try:
         uvloop.run(_generate(gen, port, users, opts, sync))
     except BaseException as exc:

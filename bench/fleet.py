@@ -1,6 +1,7 @@
 """Open and close many client connections with bounded concurrency and timeouts."""
 
 import asyncio
+import gc
 import logging
 import time
 from collections import Counter
@@ -13,6 +14,18 @@ from bench.stats import latency_summary
 from bench.swarm import ChatClient, Swarm
 
 log = logging.getLogger(__name__)
+
+# A generator holds up to 19,000 clients of a few dozen long-lived objects each; with
+# Python's default thresholds the collector walks them all again and again: a third of
+# the generator's user CPU while 19,000 connect (BENCHMARKS.md, "Generator headroom").
+GENERATOR_GC_THRESHOLDS = (50_000, 20, 20)
+
+
+def tune_collector() -> None:
+    """Collect less often in a generator process, and never over what start-up loaded."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GENERATOR_GC_THRESHOLDS)
 
 
 @dataclass
