@@ -3,6 +3,7 @@
 import asyncio
 import gc
 import logging
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,6 +20,13 @@ log = logging.getLogger(__name__)
 # Python's default thresholds the collector walks them all again and again: a third of
 # the generator's user CPU while 19,000 connect (BENCHMARKS.md, "Generator headroom").
 GENERATOR_GC_THRESHOLDS = (50_000, 20, 20)
+
+
+# The kernel picks each connect()'s source port by searching the ephemeral range, even
+# ports first: past ~14,000 connections from one address each search runs through the
+# whole even half, and at 19,000 the generator spent 5.3 s of its 8.3 s in the kernel.
+# Every loopback address has ports of its own: the clients spread over eight of them.
+SOURCE_HOSTS = tuple(f"127.0.0.{n}" for n in range(2, 10)) if sys.platform == "linux" else ()
 
 
 def tune_collector() -> None:
@@ -63,12 +71,14 @@ async def open_client(
 ) -> ChatClient:
     """Connect one user to room r{room} as nickname {prefix}{index}."""
     url = wire.chat_url(port, f"r{room}", f"{prefix}{index}")
+    source = {"local_addr": (SOURCE_HOSTS[index % len(SOURCE_HOSTS)], 0)} if SOURCE_HOSTS else {}
     _, client = await asyncio.wait_for(
         ws_connect(
             lambda: ChatClient(swarm, index, room),
             url,
             websocket_handshake_timeout=timeout,
             read_buffer_init_size=4096,
+            **source,
         ),
         timeout,
     )
