@@ -8,7 +8,6 @@ raw bytes, query parameters, the 101 response) is never read again: `onOpen` let
 keeping the path, the one field Daphne still reads (it logs it on close).
 """
 
-from autobahn.websocket.types import ConnectionRequest
 from twisted.internet import defer
 
 from rooms.frames import SharedFrameProtocol
@@ -42,18 +41,16 @@ class RoomsProtocol(SharedFrameProtocol):
     @classmethod
     def for_factory(cls, factory) -> type["RoomsProtocol"]:
         """A subclass carrying `factory`'s current options, so connections need no copy."""
-        options = {name: getattr(factory, name) for name in cls.CONFIG_ATTRS}
         # A function as a class attribute would become a method: keep it a plain value.
         options = {
-            name: staticmethod(value) if callable(value) else value
-            for name, value in options.items()
+            name: staticmethod(value) if callable(value := getattr(factory, name)) else value
+            for name in cls.CONFIG_ATTRS
         }
         return type(cls.__name__, (cls,), options)
 
     def onOpen(self) -> None:
         super().onOpen()
-        request: ConnectionRequest = self.request
-        self.request = OpenedRequest(request.path)
+        self.request = OpenedRequest(self.request.path)
         self.application_deferred = None  # fired: Daphne reads it only in onConnect
         for name in HANDSHAKE_ONLY:
             setattr(self, name, None)

@@ -33,7 +33,7 @@ def websocket_query(data: bytes) -> bytes | None:
     target, _, version = rest.partition(b" ")
     if method != b"GET" or version != b"HTTP/1.1" or not target.startswith(b"/"):
         return None
-    if not target.isascii() or b" " in target or len(headers) > MAX_HEADERS:
+    if not target.isascii() or len(headers) > MAX_HEADERS:
         return None
     upgrade = None
     for line in headers:

@@ -88,11 +88,17 @@ def raw_join(port: int, path: str, rcvbuf: int | None = None) -> socket.socket:
         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
         "Sec-WebSocket-Version: 13\r\n\r\n".encode()
     )
+    response = read_head(sock)
+    assert response.startswith(b"HTTP/1.1 101"), response
+    return sock
+
+
+def read_head(sock: socket.socket) -> bytes:
+    """The server's response head, read a byte at a time so no frame after it is taken."""
     response = b""
     while b"\r\n\r\n" not in response:
         response += sock.recv(1)
-    assert response.startswith(b"HTTP/1.1 101"), response
-    return sock
+    return response
 
 
 async def read_until_closed(ws: ClientConnection) -> tuple[int | None, list[str]]:

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.clients import join, recv
+from tests.clients import join, read_head, recv
 from tests.servers import Server
 
 HANDSHAKE_TIMEOUT = 2
@@ -85,9 +85,7 @@ def _upgrade(path: str = "/ws/chat/Fuzz/?nickname=Fuzz", **headers: str) -> byte
 def _handshake(port: int) -> socket.socket:
     sock = _open(port)
     sock.sendall(_upgrade())
-    response = b""
-    while b"\r\n\r\n" not in response:
-        response += sock.recv(1)
+    response = read_head(sock)
     assert response.startswith(b"HTTP/1.1 101"), response
     return sock
 
@@ -239,23 +237,16 @@ async def test_a_handshake_in_pieces_or_with_frames_behind_it_joins_like_any_oth
     split.sendall(head[:30])
     await asyncio.sleep(0.2)
     split.sendall(head[30:])
-    assert _read_head(split).startswith(b"HTTP/1.1 101")
+    assert read_head(split).startswith(b"HTTP/1.1 101")
     assert _read_text(split) == await recv(member) == "Split joined Pieces"
     eager = _open(fuzz_server.port)  # the head and a message in one write
     eager.sendall(_upgrade("/ws/chat/Pieces/?nickname=Eager") + frame(0x1, b"hi"))
-    assert _read_head(eager).startswith(b"HTTP/1.1 101")
+    assert read_head(eager).startswith(b"HTTP/1.1 101")
     assert _read_text(eager) == await recv(member) == "Eager joined Pieces"
     assert _read_text(eager) == await recv(member) == "Eager: hi"
     for sock in (split, eager):
         sock.close()
     await member.close()
-
-
-def _read_head(sock: socket.socket) -> bytes:
-    response = b""
-    while b"\r\n\r\n" not in response:
-        response += sock.recv(1)
-    return response
 
 
 def _read_text(sock: socket.socket) -> str:

@@ -35,6 +35,7 @@ def test_frames_sent_right_after_the_head_go_on_with_it():
         HEAD.replace(b"HTTP/1.1", b"HTTP/1.0"),
         HEAD.replace(b"GET /ws", b"GET http://127.0.0.1:8000/ws"),  # absolute form
         HEAD.replace(b"Room1", "Räume".encode()),  # not ASCII
+        HEAD.replace(b"Room1", b"Room 1"),  # a space in the target
         HEAD.replace(b"Upgrade: websocket\r\n", b""),
         HEAD.replace(b"Upgrade: websocket", b"Upgrade: h2c"),
         HEAD.replace(b"Host:", b"Bad Name:"),
@@ -51,6 +52,7 @@ def test_frames_sent_right_after_the_head_go_on_with_it():
         "http-1.0",
         "absolute-target",
         "non-ascii-target",
+        "space-in-target",
         "no-upgrade",
         "other-upgrade",
         "space-in-name",
