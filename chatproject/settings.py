@@ -184,6 +184,12 @@ ROOMS_MAX_MESSAGE_LENGTH = env("MAX_MESSAGE_LENGTH", 4096, int)
 ROOMS_PRESENCE_TTL = env("PRESENCE_TTL", 15.0, float)  # seconds a dead process's members last
 ROOMS_HISTORY_ON_JOIN = env("HISTORY_ON_JOIN", 50, int)  # messages a JSON joiner receives
 ROOMS_HISTORY_MAX = env("HISTORY_MAX", 1000, int)  # most replayed at once; recent cache size
+# Bytes (of JSON frames, as sent) of one room's recent cache, and of one replay.
+ROOMS_RECENT_CACHE_BYTES = env("RECENT_CACHE_BYTES", 256 * 1024, int)
+ROOMS_REPLAY_MAX_BYTES = env("REPLAY_MAX_BYTES", 1024 * 1024, int)
+# Seconds after its last message or join that a room's Redis keys (id counter, recent
+# cache) expire; ids carry on from the database afterwards.
+ROOMS_ROOM_KEY_TTL = env("ROOM_KEY_TTL", 86400.0, float)
 ROOMS_FLUSH_INTERVAL = env("FLUSH_INTERVAL_MS", 200, int) / 1000  # persistence batch period
 ROOMS_FLUSH_BATCH = env("FLUSH_BATCH", 500, int)  # a batch this large is written at once
 ROOMS_RETENTION_MESSAGES = env("RETENTION_MESSAGES", 100_000, int)  # per room; 0: no cap

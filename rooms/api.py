@@ -125,7 +125,11 @@ async def messages(request: HttpRequest, name: str) -> HttpResponse:
         )(name)
         if not exists:
             return _error(_not_found(name))
-    more = len(page.messages) == limit and page.messages[0][0] > 1
+    more = (
+        bool(page.messages)
+        and (page.truncated or len(page.messages) == limit)
+        and page.messages[0][0] > 1
+    )
     body = {
         "room": name,
         "messages": [orjson.Fragment(frame) for _, frame in page.messages],

@@ -23,7 +23,7 @@ from rooms.limits import TokenBucket, connections
 from rooms.outbox import Outbox
 from rooms.presence import get_presence
 from rooms.protocol import Frames, Handshake
-from rooms.sequence import get_sequence, now_ms, room_event
+from rooms.sequence import EVICT, get_sequence, now_ms, room_event
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     handshake: Handshake | None = None  # set once the client is a member of its room
     claimed: Handshake | None = None  # set once the nickname is this client's in its room
     group: str | None = None  # set once counted against the connection limits
+    in_sequence = False  # counted in by the room's sequence (publish_join); leave() undoes it
     format = protocol.TEXT
     live = False  # room events go straight to the client, see deliver()
     closing = False
@@ -101,14 +102,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
     def listen(self) -> None:
         """Have the layer call deliver() with each room event, or read the channel for it."""
         if hasattr(self.channel_layer, "attach"):
-            self.channel_layer.attach(self.channel_name, self.deliver)
+            self.channel_layer.attach(self.channel_name, self.deliver, self.control)
         else:
             self.reader = asyncio.create_task(self.read_channel())
 
     async def read_channel(self) -> None:
         try:
             while True:
-                self.deliver(await self.channel_layer.receive(self.channel_name))
+                message = await self.channel_layer.receive(self.channel_name)
+                if message["type"] == EVICT:
+                    self.control(message)
+                else:
+                    self.deliver(message)
         except BACKEND_ERRORS:
             logger.warning("channel layer unavailable: closing", exc_info=True)
             await self.fail(errors.service_unavailable(fatal=True))
@@ -159,6 +164,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.accept()
         # Room events before this member's own join are history; those after it wait in
         # `early` until catch_up has replayed history up to the join's id.
+        self.in_sequence = True
         try:
             await get_sequence().publish_join(
                 self.channel_layer,
@@ -230,6 +236,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 )
         except BACKEND_ERRORS:
             logger.warning("channel layer unavailable: leave not announced", exc_info=True)
+        if self.in_sequence:
+            self.in_sequence = False
+            get_sequence().leave(self.group)
 
     async def broadcast(self, frames: Frames) -> None:
         """Send one event to every member of the room, this one included."""
@@ -246,6 +255,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         elif event.get("joiner") == self.channel_name and not self.own_join.done():
             self.early = []
             self.own_join.set_result(event)
+
+    def control(self, message: dict) -> None:
+        """A message to this member alone: rooms.sequence.evict closes it with its error."""
+        if message["type"] == EVICT and not self.closing:
+            error = ClientError(message["code"], message["message"], message["close"])
+            self.closer = asyncio.ensure_future(self.fail(error))
 
     async def catch_up(self, join: dict) -> None:
         """Welcome (JSON) and replay history up to the join's id; then write the join and

@@ -43,6 +43,7 @@ class Page(NamedTuple):
 
     messages: list[tuple[int, str]]
     pruned_through: int
+    truncated: bool = False  # older messages in the range did not fit the byte budget
 
 
 class Replay(NamedTuple):
@@ -119,6 +120,7 @@ class HistoryWriter:
         self._interval = interval
         self._batch = batch
         self._pending: list[Pending] = []
+        self._writing: list[Pending] = []
         self._task: asyncio.Task | None = None
         self._full = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -135,6 +137,10 @@ class HistoryWriter:
     def pending(self) -> int:
         """Messages accepted but not written yet."""
         return len(self._pending)
+
+    def highest_pending(self, room: str) -> int:
+        """The highest id of the room's messages not written yet; 0 when none."""
+        return max((p.id for p in (*self._writing, *self._pending) if p.room == room), default=0)
 
     async def _run(self) -> None:
         while True:
@@ -154,11 +160,14 @@ class HistoryWriter:
             batch, self._pending = self._pending, []
             if not batch:
                 return
+            self._writing = batch
             try:
                 await database_sync_to_async(write)(batch)
             except BaseException:
                 self._pending[:0] = batch
                 raise
+            finally:
+                self._writing = []
 
     async def close(self) -> None:
         """Stop the background task and write what is pending (call on shutdown)."""
@@ -178,30 +187,59 @@ def get_writer() -> HistoryWriter:
     return HistoryWriter(settings.ROOMS_FLUSH_INTERVAL, settings.ROOMS_FLUSH_BATCH)
 
 
-def _stored(room: str, after: int, upto: int, limit: int) -> Page:
+STORED_PAGE = 100  # rows read from the database at a time, newest first
+
+
+def _stored(room: str, after: int, upto: int, limit: int, budget: int) -> Page:
     found = Room.objects.filter(name=room).values_list("pk", "pruned_through").first()
     if found is None:
         return Page([], 0)
-    rows = (
-        Message.objects.filter(room_id=found[0], seq__gt=after, seq__lte=upto)
-        .order_by("-seq")
-        .values_list("seq", "nickname", "text", "sent_at")[:limit]
-    )
-    messages = [
-        (seq, protocol.message(room, nickname, text, seq, to_ms(sent_at))[protocol.JSON])
-        for seq, nickname, text, sent_at in reversed(rows)
-    ]
-    return Page(messages, found[1])
+    messages: list[tuple[int, str]] = []
+    rows = Message.objects.filter(room_id=found[0], seq__gt=after).order_by("-seq")
+    while len(messages) < limit:
+        page = rows.filter(seq__lte=upto).values_list("seq", "nickname", "text", "sent_at")
+        page = list(page[: min(STORED_PAGE, limit - len(messages))])
+        for seq, nickname, text, sent_at in page:
+            frame = protocol.message(room, nickname, text, seq, to_ms(sent_at))[protocol.JSON]
+            budget -= len(frame.encode())
+            if budget < 0:
+                return Page(messages[::-1], found[1], truncated=True)
+            messages.append((seq, frame))
+        if len(page) < STORED_PAGE:
+            break
+        upto = page[-1][0] - 1
+    return Page(messages[::-1], found[1])
 
 
-async def fetch(room: str, group: str, after: int, upto: int, limit: int) -> Page:
-    """The newest `limit` messages with after < id <= upto, oldest first."""
-    cached = await get_sequence().recent(group, after, upto, limit)
+def _within(messages: list[tuple[int, str]], budget: int) -> tuple[list[tuple[int, str]], int]:
+    """The newest of `messages` (oldest first) that fit in `budget` bytes, and what is left;
+    a negative remainder means some did not fit."""
+    kept = len(messages)
+    while kept and budget >= 0:
+        kept -= 1
+        budget -= len(messages[kept][1].encode())
+    if budget < 0:
+        kept += 1
+    return messages[kept:], budget
+
+
+async def fetch(
+    room: str, group: str, after: int, upto: int, limit: int, max_bytes: int | None = None
+) -> Page:
+    """The newest `limit` messages with after < id <= upto, oldest first, at most
+    `max_bytes` of frames (REPLAY_MAX_BYTES by default): a replay or a page of the API
+    never builds more than that in memory, whatever the messages' size."""
+    budget = settings.ROOMS_REPLAY_MAX_BYTES if max_bytes is None else max_bytes
+    cached, budget = _within(await get_sequence().recent(group, after, upto, limit), budget)
+    if budget < 0:
+        return Page(cached, 0, truncated=True)
     below = cached[0][0] if cached else upto + 1
     if len(cached) == limit or below - 1 <= after:
         return Page(cached, 0)
-    older = await database_sync_to_async(_stored)(room, after, below - 1, limit - len(cached))
-    return Page(older.messages + cached, older.pruned_through)
+    older = await database_sync_to_async(_stored)(
+        room, after, below - 1, limit - len(cached), budget
+    )
+    return Page(older.messages + cached, older.pruned_through, older.truncated)
 
 
 def _count(handshake: Handshake) -> int:
@@ -211,8 +249,9 @@ def _count(handshake: Handshake) -> int:
 
 
 async def replay(handshake: Handshake, group: str, last_id: int) -> Replay:
-    """History for a joiner: everything after ?since= (at most HISTORY_MAX), else the last
-    ?history= messages (JSON default HISTORY_ON_JOIN, text 0); `last_id` is the id its
+    """History for a joiner: everything after ?since= (at most HISTORY_MAX messages and
+    REPLAY_MAX_BYTES, else a gap for the oldest), or the last ?history= messages (JSON
+    default HISTORY_ON_JOIN, text 0) that fit in REPLAY_MAX_BYTES; `last_id` is the id its
     join was stamped with (rooms.sequence): later messages reach it live."""
     room, since, limit = handshake.room, handshake.since, settings.ROOMS_HISTORY_MAX
     if since is None:
@@ -222,7 +261,7 @@ async def replay(handshake: Handshake, group: str, last_id: int) -> Replay:
     page = await fetch(room, group, since, last_id, limit + 1)
     messages = page.messages[-limit:] if limit else []
     first_kept = messages[0][0] if messages else last_id + 1
-    if len(page.messages) > limit:
+    if len(page.messages) > limit or page.truncated:
         return Replay(messages, (since + 1, first_kept - 1))
     if page.pruned_through > since:
         return Replay(messages, (since + 1, min(page.pruned_through, first_kept - 1)))

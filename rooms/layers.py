@@ -11,7 +11,8 @@ a second, so that an overload does not also flood the log).
 
 A member may instead `attach` a receiver: a function the layer calls with each group
 message, in order, in place of queueing it (rooms.consumers). Delivering to a room is then
-a loop of calls, with no queue and no task switch per member.
+a loop of calls, with no queue and no task switch per member. Messages sent to the
+member's own channel go to the `control` function it attached with.
 """
 
 import asyncio
@@ -36,21 +37,33 @@ class FanoutInMemoryChannelLayer(InMemoryChannelLayer):
         super().__init__(**kwargs)
         self.dropped = 0
         self.receivers: dict[str, Receiver] = {}
+        self.controls: dict[str, Receiver] = {}
         self._next_clean = 0.0
         self._next_drop_log = 0.0
 
-    def attach(self, channel: str, receiver: Receiver) -> None:
-        """Hand the channel's group messages to `receiver` as they are sent."""
+    def attach(self, channel: str, receiver: Receiver, control: Receiver) -> None:
+        """Hand the channel's group messages to `receiver` as they are sent, and messages
+        sent to the channel itself to `control`."""
         self.receivers[channel] = receiver
+        self.controls[channel] = control
 
     async def detach(self, channel: str) -> None:
-        """Forget the channel's receiver and queue: its consumer has ended."""
+        """Forget the channel's receivers and queue: its consumer has ended."""
         self.receivers.pop(channel, None)
+        self.controls.pop(channel, None)
         self.channels.pop(channel, None)
 
     async def flush(self) -> None:
         self.receivers.clear()
+        self.controls.clear()
         await super().flush()
+
+    async def send(self, channel: str, message: dict) -> None:
+        control = self.controls.get(channel)
+        if control is None:
+            await super().send(channel, message)
+        else:
+            deliver(control, message)
 
     def _clean_expired(self) -> None:
         now = time.monotonic()

@@ -7,10 +7,21 @@ misses its heartbeat for PRESENCE_TTL seconds is dead, and the next heartbeat of
 live process removes its members and announces their leave (so within PRESENCE_TTL plus
 one heartbeat period). Keys, all under REDIS_PREFIX:
 
-    <p>:members:<group>   hash   casefolded nickname -> {"n", "p", "c", "r"} (JSON)
+    <p>:members:<group>   hash   casefolded nickname -> {"n", "p", "c", "r", "t"} (JSON)
     <p>:procs             zset   process id -> heartbeat deadline (ms, Redis clock)
     <p>:proc:<id>         set    groups where that process has members
     <p>:active            hash   group -> room name, for every room with members
+    <p>:epoch             string a token that changes when Redis loses these keys
+
+Redis may forget all this (a restart without persistence, a failover to a replica that
+lagged, eviction). Each process keeps its own members' claims and, on the heartbeat that
+finds its record gone, claims them again (`restore`), so members, member counts and unique
+nicknames come back within PRESENCE_TTL/3. Two claims of one nickname can then meet:
+- Redis lost its memory (the epoch changed): the member who joined first keeps the name;
+  a member who took it meanwhile on another process is closed with NICKNAME_TAKEN, 4409.
+- this process was taken for dead (it missed heartbeats for PRESENCE_TTL, its members'
+  leaves were announced): names taken since stay taken, and this process's members who
+  held them are closed with 4409; the others are announced joining again.
 """
 
 import asyncio
@@ -18,6 +29,7 @@ import logging
 import uuid
 import weakref
 from functools import cache
+from typing import NamedTuple
 
 import orjson
 import redis.asyncio as aioredis
@@ -27,7 +39,7 @@ from django.conf import settings
 from rooms import errors, protocol, redis_client
 from rooms.errors import ClientError
 from rooms.groups import room_group
-from rooms.sequence import now_ms, room_event
+from rooms.sequence import evict, now_ms, room_event
 
 logger = logging.getLogger(__name__)
 
@@ -102,13 +114,41 @@ if redis.call('HLEN', KEYS[1]) == 0 then
 end
 """
 
+_RESTORE = """
+-- KEYS: 1 members hash, 2 this process's groups, 3 active rooms
+-- ARGV: 1 casefolded nickname, 2 member entry, 3 group, 4 room name, 5 claimed at (ms),
+--       6 '1': take the name from a later claim
+-- Returns {1, the entry it was taken from or ''} when the name is this entry's again,
+-- {2, ''} when it still was, {0, the holder's entry} when another claim keeps it.
+local held = redis.call('HGET', KEYS[1], ARGV[1])
+if held and held ~= ARGV[2] then
+  local since = cjson.decode(held).t or 0
+  if ARGV[6] ~= '1' or since <= tonumber(ARGV[5]) then
+    return {0, held}
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
+if held == ARGV[2] then
+  return {2, ''}
+end
+return {1, held or ''}
+"""
+
 _HEARTBEAT = """
--- KEYS: 1 process deadlines; ARGV: 1 process id, 2 ttl in ms
--- Renews this process's deadline; returns the processes whose deadline has passed.
+-- KEYS: 1 process deadlines, 2 epoch; ARGV: 1 process id, 2 ttl in ms, 3 a new epoch
+-- Renews this process's deadline; returns whether it was missing, the epoch (set anew
+-- if Redis lost it), and the processes whose deadline has passed.
 local now = redis.call('TIME')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-redis.call('ZADD', KEYS[1], ms + tonumber(ARGV[2]), ARGV[1])
-return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ms)
+local missing = redis.call('ZADD', KEYS[1], ms + tonumber(ARGV[2]), ARGV[1])
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  epoch = ARGV[3]
+  redis.call('SET', KEYS[2], epoch)
+end
+return {missing, epoch, redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ms)}
 """
 
 _REAP = """
@@ -137,8 +177,19 @@ return gone
 """
 
 
+class Claim(NamedTuple):
+    """A nickname this process holds for one of its members."""
+
+    room: str
+    group: str
+    key: str
+    entry: bytes
+    since: int  # ms since the epoch, when the member joined
+
+
 class RedisPresence:
-    """Members in Redis, shared by every process; dead processes expire (module docstring)."""
+    """Members in Redis, shared by every process; dead processes expire, and a process
+    restores its members when Redis forgot them (module docstring)."""
 
     def __init__(self, url: str, prefix: str, ttl: float) -> None:
         self._url = url
@@ -148,6 +199,8 @@ class RedisPresence:
         self.process_id = uuid.uuid4().hex
         self._clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._heartbeat: asyncio.Task | None = None
+        self._claims: dict[str, Claim] = {}  # channel -> its member's claim
+        self._epoch: bytes | None = None
 
     def _client(self) -> aioredis.Redis:
         loop = asyncio.get_running_loop()
@@ -159,35 +212,41 @@ class RedisPresence:
     def _key(self, kind: str, name: str = "") -> str:
         return f"{self._prefix}:{kind}:{name}" if name else f"{self._prefix}:{kind}"
 
-    def _entry(self, room: str, nickname: str, channel: str) -> bytes:
-        return orjson.dumps({"n": nickname, "p": self.process_id, "c": channel, "r": room})
-
     async def claim(self, room: str, group: str, nickname: str, channel: str) -> None:
         """Make `nickname` this channel's in the room, atomically, or raise NICKNAME_TAKEN."""
         await self._ensure_heartbeat()
+        since = now_ms()
+        key = nickname.casefold()
+        entry = orjson.dumps(
+            {"n": nickname, "p": self.process_id, "c": channel, "r": room, "t": since}
+        )
         claimed = await self._client().eval(
             _CLAIM,
             3,
             self._key("members", group),
             self._key("proc", self.process_id),
             self._key("active"),
-            nickname.casefold(),
-            self._entry(room, nickname, channel),
+            key,
+            entry,
             group,
             room,
         )
         if not claimed:
             raise nickname_taken(nickname)
+        self._claims[channel] = Claim(room, group, key, entry, since)
 
     async def release(self, room: str, group: str, nickname: str, channel: str) -> None:
         """Free the nickname, if this channel still holds it."""
+        claim = self._claims.pop(channel, None)
+        if claim is None:
+            return
         await self._client().eval(
             _RELEASE,
             2,
             self._key("members", group),
             self._key("active"),
-            nickname.casefold(),
-            self._entry(room, nickname, channel),
+            claim.key,
+            claim.entry,
             group,
         )
 
@@ -221,12 +280,54 @@ class RedisPresence:
                 logger.exception("presence heartbeat failed; retrying")
 
     async def beat(self) -> None:
-        """Renew this process's deadline; remove and announce the members of dead ones."""
-        dead = await self._client().eval(
-            _HEARTBEAT, 1, self._key("procs"), self.process_id, self._ttl_ms
-        )
+        """Renew this process's deadline; restore its members if Redis forgot them; remove
+        and announce the members of dead processes."""
+        missing, epoch, dead = await self._client().eval(
+            _HEARTBEAT, 2, self._key("procs"), self._key("epoch"), self.process_id,
+            self._ttl_ms, uuid.uuid4().hex,
+        )  # fmt: skip
+        if missing and self._claims:
+            await self.restore(lost=epoch != self._epoch)
+        self._epoch = epoch
         for process_id in dead:
             await self._reap(process_id.decode(), own=False)
+
+    async def restore(self, lost: bool) -> None:
+        """Claim this process's members' nicknames again (module docstring): when Redis
+        `lost` its memory the earlier claim of a name wins, otherwise the one in Redis."""
+        layer = get_channel_layer()
+        logger.warning(
+            "presence: %s; restoring %d members",
+            "Redis lost its keys" if lost else "this process was taken for dead",
+            len(self._claims),
+        )
+        claims = list(self._claims.items())
+        async with self._client().pipeline(transaction=False) as pipe:
+            for _, claim in claims:
+                pipe.eval(
+                    _RESTORE,
+                    3,
+                    self._key("members", claim.group),
+                    self._key("proc", self.process_id),
+                    self._key("active"),
+                    claim.key,
+                    claim.entry,
+                    claim.group,
+                    claim.room,
+                    claim.since,
+                    "1" if lost else "",
+                )
+            results = await pipe.execute()
+        for (channel, claim), (restored, held) in zip(claims, results, strict=True):
+            nickname = orjson.loads(claim.entry)["n"]
+            if not restored:
+                self._claims.pop(channel, None)
+                await layer.send(channel, evict(nickname_taken(nickname)))
+            elif held:
+                await layer.send(orjson.loads(held)["c"], evict(nickname_taken(nickname)))
+            elif restored == 1 and not lost:
+                frames = protocol.joined(claim.room, nickname, now_ms())
+                await layer.group_send(claim.group, room_event(**frames))
 
     async def _reap(self, process_id: str, own: bool) -> None:
         gone = await self._client().eval(
@@ -252,6 +353,7 @@ class RedisPresence:
             self._heartbeat.cancel()
             self._heartbeat = None
             await self._reap(self.process_id, own=True)
+        self._claims.clear()
         client = self._clients.pop(asyncio.get_running_loop(), None)
         if client is not None:
             await client.aclose()

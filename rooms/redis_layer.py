@@ -18,6 +18,7 @@ rooms.layers.
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from channels_redis.pubsub import (
     RedisPubSubChannelLayer,
@@ -152,10 +153,17 @@ class ResubscribingShard(RedisSingleShardConnection):
         name = message["channel"]
         name = name.decode() if isinstance(name, bytes) else name
         members = layer.groups.get(name)
+        control = layer.controls.get(name)
+        if control is not None:
+            deliver(control, layer.channel_layer.deserialize(message["data"]))
+            return
         if name in layer.channels or not members:
             super()._receive_message(message)
             return
         event = layer.channel_layer.deserialize(message["data"])
+        observer = layer.channel_layer.observer
+        if observer is not None:
+            observer(name, event)
         for channel in members:
             receiver = layer.receivers.get(channel)
             if receiver is not None:
@@ -173,10 +181,13 @@ class ResilientLoopLayer(RedisPubSubLoopLayer):
         super().__init__(*args, **kwargs)
         self._shards = [ResubscribingShard(shard.host, self) for shard in self._shards]
         self.receivers: dict[str, Receiver] = {}
+        self.controls: dict[str, Receiver] = {}
 
-    def attach(self, channel: str, receiver: Receiver) -> None:
-        """Hand the channel's group messages to `receiver` as they arrive."""
+    def attach(self, channel: str, receiver: Receiver, control: Receiver) -> None:
+        """Hand the channel's group messages to `receiver` as they arrive, and messages
+        sent to the channel itself to `control`."""
         self.receivers[channel] = receiver
+        self.controls[channel] = control
 
     async def _subscribe_to_channel(self, channel: str) -> None:
         # channels-redis', with a lighter queue: it holds only what is sent to the channel
@@ -185,13 +196,15 @@ class ResilientLoopLayer(RedisPubSubLoopLayer):
         await self._get_shard(channel).subscribe(channel)
 
     async def detach(self, channel: str) -> None:
-        """Forget the channel's receiver and unsubscribe it, as a cancelled receive does."""
+        """Forget the channel's receivers and unsubscribe it, as a cancelled receive does."""
         self.receivers.pop(channel, None)
+        self.controls.pop(channel, None)
         if self.channels.pop(channel, None) is not None:
             self._get_shard(channel).unsubscribe_soon(channel)
 
     async def flush(self) -> None:
         self.receivers.clear()
+        self.controls.clear()
         await super().flush()
 
     @property
@@ -201,7 +214,13 @@ class ResilientLoopLayer(RedisPubSubLoopLayer):
 
 
 class ResilientRedisPubSubChannelLayer(RedisPubSubChannelLayer):
-    """RedisPubSubChannelLayer (CHANNEL_LAYER=redis-pubsub) that recovers from outages."""
+    """RedisPubSubChannelLayer (CHANNEL_LAYER=redis-pubsub) that recovers from outages.
+
+    `observer`, when set, is called once per group message this process receives, with the
+    group's channel name and the message, before any member gets it (rooms.sequence
+    follows the ids going by)."""
+
+    observer: Callable[[str, dict], None] | None = None
 
     def deserialize(self, message: bytes | dict) -> dict:
         # Group messages arrive decoded already (ResubscribingShard._receive_message).

@@ -13,11 +13,22 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 
 from rooms import errors
-from tests.clients import assert_silent, get_json, join, raw_join, read_until_closed, recv
+from tests.clients import (
+    assert_silent,
+    get_json,
+    join,
+    raw_join,
+    read_until_closed,
+    recv,
+    recv_json,
+    wait_until,
+)
 from tests.servers import free_port
+from tests.test_history import stored as stored_messages
 
 UNAVAILABLE = (
     "error SERVICE_UNAVAILABLE: The chat service is unavailable: "
@@ -128,3 +139,97 @@ async def test_dead_peer_is_removed_after_a_missed_ping_and_its_leave_announced(
     assert await recv(nick) == "Nick: still here"
     ghost.close()
     await nick.close()
+
+
+def said(text: str) -> str:
+    return orjson.dumps({"type": "message", "text": text}).decode()
+
+
+async def next_of(ws, kind: str) -> dict:
+    """The next event of type `kind`, skipping others (joins, leaves)."""
+    while (event := await recv_json(ws))["type"] != kind:
+        pass
+    return event
+
+
+async def say_until_delivered(ws, text: str, deadline: float) -> dict:
+    """Send `text` until the server takes it (SERVICE_UNAVAILABLE while Redis comes back)."""
+    while True:
+        await ws.send(said(text))
+        event = await recv_json(ws)
+        while event["type"] not in ("message", "error"):
+            event = await recv_json(ws)
+        if event["type"] == "message":
+            return event
+        assert event["code"] == errors.SERVICE_UNAVAILABLE, event
+        assert time.monotonic() < deadline, "Redis did not come back within the deadline"
+        await asyncio.sleep(0.2)
+
+
+async def join_as_second(server, room: str, nickname: str) -> tuple[int | None, list[str]]:
+    """Join as a nickname someone else holds, retrying while Redis comes back; how it ends."""
+    while True:
+        ws = await join(server, room, nickname, format="json")
+        code, frames = await read_until_closed(ws)
+        if code != errors.WS_4503_UNAVAILABLE:
+            return code, frames
+        await asyncio.sleep(0.2)
+
+
+async def test_redis_losing_its_memory_loses_no_id_no_message_no_member_and_no_name(
+    start_server, private_redis, database_url
+):
+    env = {"REDIS_URL": private_redis.url, "REDIS_PREFIX": "loss", "PRESENCE_TTL": "3"}
+    a = start_server("serve", FLUSH_INTERVAL_MS="50", **env)
+    b = start_server("serve", FLUSH_INTERVAL_MS="50", **env)
+    oa = await join(a, "Loss", "oa", format="json")
+    await next_of(oa, "join")
+    ob = await join(b, "Loss", "ob", format="json")
+    await next_of(ob, "join")
+    await next_of(oa, "join")
+    seen = []
+    for n, ws in enumerate((oa, ob, oa)):
+        await ws.send(said(f"before{n}"))
+        seen.append(await next_of(oa, "message"))
+        await next_of(ob, "message")
+    assert [event["id"] for event in seen] == [1, 2, 3]
+
+    private_redis.stop()  # no persistence: it comes back empty
+    private_redis.start()
+    deadline = time.monotonic() + 30
+    seen.append(await say_until_delivered(oa, "after0", deadline))
+    assert (await next_of(ob, "message"))["text"] == "after0"
+    seen.append(await say_until_delivered(ob, "after1", deadline))
+    assert (await next_of(oa, "message"))["text"] == "after1"
+    ids = [event["id"] for event in seen]
+    assert ids == sorted(set(ids)) and ids[3] > 3, ids  # strictly increasing, no reuse
+
+    # Within PRESENCE_TTL each process has claimed its members again.
+    for server in (a, b):
+        status, body = await wait_until(
+            lambda server=server: get_json(server, "/api/rooms/Loss/"),
+            lambda answer: answer[0] == 200 and answer[1]["members"] == ["oa", "ob"],
+            timeout=3,
+        )
+        assert (status, body["members"]) == (200, ["oa", "ob"])
+    await ob.send('{"type": "who"}')
+    assert (await next_of(ob, "members"))["members"] == ["oa", "ob"]
+    code, frames = await join_as_second(b, "Loss", "oa")
+    assert code == errors.WS_4409_NICKNAME_TAKEN
+    assert orjson.loads(frames[-1])["code"] == errors.NICKNAME_TAKEN
+
+    # Lost again; a newcomer takes "ob" on the other process before ob's is restored: the
+    # member who was there first keeps the name, the newcomer is closed with 4409.
+    private_redis.stop()
+    private_redis.start()
+    code, frames = await join_as_second(a, "Loss", "ob")
+    assert code == errors.WS_4409_NICKNAME_TAKEN
+    assert orjson.loads(frames[-1])["code"] == errors.NICKNAME_TAKEN
+    seen.append(await say_until_delivered(ob, "still ob", time.monotonic() + 30))
+    assert (await next_of(oa, "message"))["text"] == "still ob"
+    await oa.close()
+    await ob.close()
+    assert a.stop() == 0 and b.stop() == 0
+    ids = [event["id"] for event in seen]
+    stored = sorted(await asyncio.to_thread(stored_messages, database_url, "Loss"))
+    assert stored == [(event["id"], event["nickname"], event["text"]) for event in seen], ids

@@ -182,3 +182,24 @@ async def test_messages_are_written_off_the_fan_out_path_and_close_writes_the_re
     assert get_writer().pending == 0
     assert await asyncio.to_thread(lambda: Message.objects.count()) == 20
     await nick.disconnect()
+
+
+@pytest.mark.redis
+async def test_an_idle_rooms_redis_keys_expire_and_its_ids_carry_on(
+    start_server, database_url, redis_env
+):
+    server = start_server("serve", ROOM_KEY_TTL="1", **redis_env, **FAST)
+    prefix = redis_env["REDIS_PREFIX"]
+    client = redis.Redis.from_url(redis_env["REDIS_URL"])
+    nick = await join(server, "Room1", "Nick", format="json")
+    await recv_json(nick), await recv_json(nick)
+    await say(nick, *(orjson.dumps({"type": "message", "text": t}).decode() for t in "ab"))
+    assert [(await recv_json(nick))["id"] for _ in range(2)] == [1, 2]
+    keys = [f"{prefix}:{kind}:room.Room1" for kind in ("seq", "recent", "recent-bytes")]
+    assert all(0 < client.pttl(key) <= 1000 for key in keys)
+    await asyncio.sleep(1.5)
+    assert client.exists(*keys) == 0
+    await nick.send(orjson.dumps({"type": "message", "text": "c"}).decode())
+    assert (await recv_json(nick))["id"] == 3  # not 1: the floor survives the keys
+    await nick.close()
+    assert [row[0] for row in wait_stored(database_url, "Room1", 3)] == [1, 2, 3]

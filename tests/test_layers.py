@@ -49,7 +49,7 @@ async def test_attached_members_are_called_in_send_order_and_queued_ones_still_r
     layer = FanoutInMemoryChannelLayer()
     called, queued = await layer.new_channel(), await layer.new_channel()
     seen: list[int] = []
-    layer.attach(called, lambda message: seen.append(message["n"]))
+    layer.attach(called, lambda message: seen.append(message["n"]), lambda message: None)
     for channel in (called, queued):
         await layer.group_add("room.a", channel)
     for n in range(3):
@@ -67,7 +67,7 @@ async def test_a_failing_receiver_costs_no_other_member_its_message():
 
     for receiver in (seen.append, fail, seen.append):
         channel = await layer.new_channel()
-        layer.attach(channel, receiver)
+        layer.attach(channel, receiver, fail)
         await layer.group_add("room.a", channel)
     await layer.group_send("room.a", {"type": "room.event"})
     assert len(seen) == 2
@@ -77,8 +77,23 @@ async def test_a_detached_member_is_called_no_more():
     layer = FanoutInMemoryChannelLayer()
     channel = await layer.new_channel()
     seen: list[dict] = []
-    layer.attach(channel, seen.append)
+    layer.attach(channel, seen.append, seen.append)
     await layer.group_add("room.a", channel)
     await layer.detach(channel)
     await layer.group_send("room.a", {"type": "room.event"})
     assert seen == []
+
+
+async def test_a_message_to_an_attached_channel_goes_to_its_control_not_its_queue():
+    layer = FanoutInMemoryChannelLayer()
+    channel, other = await layer.new_channel(), await layer.new_channel()
+    events: list[dict] = []
+    controls: list[dict] = []
+    layer.attach(channel, events.append, controls.append)
+    await layer.group_add("room.a", channel)
+    await layer.send(channel, {"type": "room.evict", "code": "X"})
+    await layer.group_send("room.a", {"type": "room.event"})
+    assert controls == [{"type": "room.evict", "code": "X"}]
+    assert events == [{"type": "room.event"}]
+    await layer.send(other, {"type": "direct"})  # not attached: queued, as before
+    assert await layer.receive(other) == {"type": "direct"}

@@ -6,10 +6,15 @@ import urllib.request
 
 import orjson
 import pytest
+import redis
+from channels.layers import get_channel_layer
 from websockets.exceptions import ConnectionClosed
 
 from rooms import errors
+from rooms.presence import RedisPresence, get_presence
+from rooms.sequence import get_sequence
 from tests.clients import assert_silent, join, recv, recv_json
+from tests.communicators import communicator
 
 TTL = 1.5  # PRESENCE_TTL for these servers, in seconds
 
@@ -152,3 +157,76 @@ async def test_members_of_a_killed_process_expire_and_their_leave_is_announced(t
     assert await recv(back) == "ghost joined Room1"
     await back.close()
     await watcher.close()
+
+
+@pytest.fixture
+def redis_settings(redis_env, settings):
+    """In-process consumers keeping presence in the real Redis (the layer stays in-memory)."""
+    settings.REDIS_URL = redis_env["REDIS_URL"]
+    settings.REDIS_PREFIX = redis_env["REDIS_PREFIX"]
+    get_presence.cache_clear()
+    get_sequence.cache_clear()
+    return redis_env
+
+
+def forget_everything(redis_env: dict) -> None:
+    """What a Redis restart without persistence does to presence: every key gone."""
+    client = redis.Redis.from_url(redis_env["REDIS_URL"])
+    client.delete(*client.scan_iter(f"{redis_env['REDIS_PREFIX']}:*"))
+
+
+@pytest.mark.redis
+async def test_after_redis_forgets_a_member_its_name_is_its_own_again_before_a_later_claim(
+    redis_settings,
+):
+    ob = await communicator("Loss", "ob", format="json")
+    await ob.receive_from(), await ob.receive_from()  # welcome, join
+    forget_everything(redis_settings)
+    other = RedisPresence(redis_settings["REDIS_URL"], redis_settings["REDIS_PREFIX"], 15)
+    layer = get_channel_layer()
+    newcomer = await layer.new_channel()
+    await other.claim("Loss", "room.Loss", "OB", newcomer)  # on another process, meanwhile
+    await get_presence().beat()  # finds its record gone and Redis' epoch new
+    assert await get_presence().members("room.Loss") == ["ob"]
+    told = await layer.receive(newcomer)
+    assert (told["type"], told["code"], told["close"]) == (
+        "room.evict",
+        errors.NICKNAME_TAKEN,
+        errors.WS_4409_NICKNAME_TAKEN,
+    )
+    await ob.send_to('{"type": "who"}')
+    assert orjson.loads(await ob.receive_from())["members"] == ["ob"]
+    await ob.disconnect()
+    await other.close()
+
+
+@pytest.mark.redis
+async def test_a_process_taken_for_dead_gives_up_names_taken_since_and_rejoins_the_others(
+    redis_settings,
+):
+    ob = await communicator("Loss", "ob", format="json")
+    oa = await communicator("Loss", "oa", format="json")
+    for _ in range(3):
+        await ob.receive_from()
+    await oa.receive_from(), await oa.receive_from()
+    client = redis.Redis.from_url(redis_settings["REDIS_URL"])
+    prefix = redis_settings["REDIS_PREFIX"]
+    # Another process found this one's heartbeat missing and removed its members ...
+    client.delete(f"{prefix}:procs", f"{prefix}:members:room.Loss")
+    other = RedisPresence(redis_settings["REDIS_URL"], prefix, 15)
+    await other.claim("Loss", "room.Loss", "ob", await get_channel_layer().new_channel())
+    await get_presence().beat()  # ... so names taken since stay taken
+    while (told := orjson.loads(await ob.receive_from()))["type"] != "error":
+        pass
+    assert told == {
+        "type": "error",
+        "code": errors.NICKNAME_TAKEN,
+        "message": "The nickname 'ob' is taken in this room; choose another.",
+        "close": errors.WS_4409_NICKNAME_TAKEN,
+    }
+    assert (await ob.receive_output())["code"] == errors.WS_4409_NICKNAME_TAKEN
+    rejoined = orjson.loads(await oa.receive_from())  # its leave was announced: join again
+    assert (rejoined["type"], rejoined["nickname"]) == ("join", "oa")
+    assert await get_presence().members("room.Loss") == ["oa", "ob"]
+    await oa.disconnect()
+    await other.close()

@@ -7,6 +7,7 @@ import pytest
 from django.test import override_settings
 
 from rooms.history import get_writer
+from rooms.sequence import get_sequence
 from tests.clients import join, recv_json
 from tests.communicators import assert_recovered_with_gap, communicator
 
@@ -111,3 +112,24 @@ async def test_recovery_beyond_the_replay_limit_is_told_the_gap():
     await assert_recovered_with_gap(late, "Room1", (1, 3), [4, 5, 6])
     await nick.disconnect()
     await late.disconnect()
+
+
+@override_settings(ROOMS_REPLAY_MAX_BYTES=5_000)
+async def test_recovery_beyond_the_replay_bytes_is_told_the_gap_for_the_oldest():
+    nick = await communicator("Room1", "Nick")
+    await nick.receive_from()
+    for n in range(1, 9):
+        await nick.send_to(f"m{n}" + "x" * 1_000)
+        await nick.receive_from()
+    await get_writer().flush()
+    late = await communicator("Room1", "Late", format="json", since="0")
+    await assert_recovered_with_gap(late, "Room1", (1, 4), [5, 6, 7, 8])  # 4 of ~1.1 KB fit
+    back = await communicator("Room1", "Back", format="json", history="8")
+    assert orjson.loads(await back.receive_from())["type"] == "welcome"
+    assert [orjson.loads(await back.receive_from())["id"] for _ in range(4)] == [5, 6, 7, 8]
+    assert orjson.loads(await back.receive_from())["type"] == "join"
+    get_sequence.cache_clear()  # as in a new process: all from the database, same bound
+    fresh = await communicator("Room1", "Fresh", format="json", since="0")
+    await assert_recovered_with_gap(fresh, "Room1", (1, 4), [5, 6, 7, 8])
+    for ws in (nick, late, back, fresh):
+        await ws.disconnect()
