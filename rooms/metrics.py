@@ -47,6 +47,8 @@ class Metrics:
         self.messages_out = 0  # room events handed to client transports
         self.errors: Counter[str] = Counter()  # error frames and forced closes, by code
         self.latency = Histogram(LATENCY_BUCKETS)
+        self.history_written = 0  # messages stored by rooms.history
+        self.history_set_aside: Counter[str] = Counter()  # rows the database refused, by reason
 
 
 metrics = Metrics()
@@ -67,6 +69,16 @@ def delivered(sent: float) -> None:
 def error(code: str) -> None:
     """A client was sent an error, or closed for one."""
     metrics.errors[code] += 1
+
+
+def history_written(count: int) -> None:
+    """`count` messages were stored in the database."""
+    metrics.history_written += count
+
+
+def history_set_aside(reason: str) -> None:
+    """The database refused a message for good; it will not be retried."""
+    metrics.history_set_aside[reason] += 1
 
 
 # (metric, key of gc.get_stats(), HELP text): the cycle collector, per generation.
@@ -108,6 +120,16 @@ def render(connections: int, rooms: int, dropped: int) -> str:
     ]
     for code, count in sorted(metrics.errors.items()):
         lines.append(f'rooms_errors_total{{code="{_escape(code)}"}} {count}')
+    lines += [
+        "# HELP rooms_history_written_total Messages stored in the database.",
+        "# TYPE rooms_history_written_total counter",
+        f"rooms_history_written_total {metrics.history_written}",
+        "# HELP rooms_history_set_aside_total Messages the database refused, never retried,"
+        " by reason.",
+        "# TYPE rooms_history_set_aside_total counter",
+    ]
+    for reason, count in sorted(metrics.history_set_aside.items()):
+        lines.append(f'rooms_history_set_aside_total{{reason="{_escape(reason)}"}} {count}')
     lines += [
         "# HELP rooms_delivery_latency_seconds group_send to transport, one delivery in "
         f"{LATENCY_SAMPLE_EVERY}.",

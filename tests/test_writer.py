@@ -1,0 +1,152 @@
+"""The history writer: rows the database refuses are set aside and the rest written."""
+
+import asyncio
+import logging
+import os
+import sqlite3
+import subprocess
+import sys
+
+import dj_database_url
+import orjson
+import psycopg
+import pytest
+
+from rooms import metrics
+from rooms.history import HistoryWriter, Pending
+from rooms.models import Message
+from tests.servers import BASE_ENV, ROOT
+from tests.test_history import stored
+
+T0 = 1_750_000_000_000  # a wire timestamp (ms)
+
+
+def message(n: int, text: str | None = None, room: str = "Room1", nickname: str = "Nick") -> list:
+    """A message as drive_writer takes it: [room, id, ts, nickname, text]."""
+    return [room, n, T0 + n, nickname, f"m{n}" if text is None else text]
+
+
+def drive(url: str, *batches: list[list]) -> tuple[list[dict], str]:
+    """Write `batches` with the writer in a process on the database at `url`: its reports
+    and its log (tests/drive_writer.py)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.drive_writer"],
+        cwd=ROOT,
+        env={**os.environ, **BASE_ENV, "DATABASE_URL": url},
+        input=orjson.dumps(batches),
+        capture_output=True,
+        timeout=60,
+    )
+    log = result.stderr.decode(errors="replace")
+    assert result.returncode == 0, log
+    return orjson.loads(result.stdout), log
+
+
+def last_id(url: str, room: str) -> int:
+    """Room.last_id, read straight from the database."""
+    query = "SELECT last_id FROM rooms_room WHERE name = %s"
+    config = dj_database_url.parse(url)
+    if config["ENGINE"].endswith("sqlite3"):
+        with sqlite3.connect(config["NAME"]) as connection:
+            return connection.execute(query.replace("%s", "?"), (room,)).fetchone()[0]
+    with psycopg.connect(url) as connection:
+        return connection.execute(query, (room,)).fetchone()[0]
+
+
+def test_a_nul_mid_batch_is_set_aside_on_postgresql_logged_and_every_other_row_stored(
+    postgres_url,
+):
+    # PostgreSQL refuses NUL in text: the whole batch used to be retried every 200 ms,
+    # forever, and every later message of every room with it.
+    batch = [
+        *(message(n) for n in (1, 2)),
+        message(3, "a\x00b"),
+        message(4),
+        message(5, "\x00"),  # the batch's highest id
+        *(message(n, room="Room2", nickname="Alex") for n in (1, 2)),
+    ]
+    [report], log = drive(postgres_url, batch)
+    assert report["set_aside"] == {"invalid": 2}
+    assert report["written"] == 5 and report["pending"] == 0
+    assert stored(postgres_url, "Room1") == [(n, "Nick", f"m{n}") for n in (1, 2, 4)]
+    assert stored(postgres_url, "Room2") == [(1, "Alex", "m1"), (2, "Alex", "m2")]
+    # Ids of the rows set aside were issued: the floor ids resume from covers them.
+    assert last_id(postgres_url, "Room1") == 5
+    errors = [line for line in log.splitlines() if " ERROR rooms.history " in line]
+    assert len(errors) == 2
+    assert "set aside, not retried: reason=invalid room='Room1' id=3 nickname='Nick'" in errors[0]
+    assert "NUL" in errors[0]
+    assert "reason=invalid room='Room1' id=5 nickname='Nick'" in errors[1]
+
+
+def test_an_id_holding_another_message_is_a_logged_duplicate_and_the_rest_is_stored(
+    any_database_url,
+):
+    # Redis lost its counters and ids were issued again: the row used to vanish silently
+    # (ON CONFLICT DO NOTHING).
+    url = any_database_url
+    earlier = [message(3, "the first m3", nickname="Old"), message(6, "the first m6")]
+    reused = [*(message(n) for n in range(1, 6)), message(6, "m6 again")]
+    reports, log = drive(url, earlier, reused)
+    assert reports[1]["set_aside"] == {"duplicate": 2}
+    assert reports[1]["written"] - reports[0]["written"] == 4
+    assert stored(url, "Room1") == [
+        (1, "Nick", "m1"),
+        (2, "Nick", "m2"),
+        (3, "Old", "the first m3"),
+        (4, "Nick", "m4"),
+        (5, "Nick", "m5"),
+        (6, "Nick", "the first m6"),
+    ]
+    assert last_id(url, "Room1") == 6
+    assert "reason=duplicate room='Room1' id=3 nickname='Nick'" in log
+    assert "reason=duplicate room='Room1' id=6 nickname='Nick'" in log
+
+
+def test_a_message_already_stored_as_is_counts_as_stored_not_as_a_duplicate(any_database_url):
+    # A retry of a batch whose commit was acknowledged late finds its own rows.
+    url = any_database_url
+    first = [message(n) for n in (1, 2)]
+    reports, log = drive(url, first, [*first, message(3)])
+    assert [report["written"] for report in reports] == [2, 5]
+    assert reports[1]["set_aside"] == {}
+    assert stored(url, "Room1") == [(n, "Nick", f"m{n}") for n in (1, 2, 3)]
+    assert "ERROR" not in log
+
+
+SET_ASIDE_IN_PROCESS = [
+    pytest.param(Pending("Room1", 3, T0, "Nick", "lone \ud800"), "invalid", id="unencodable-text"),
+    pytest.param(Pending("Room1", 2**63, T0, "Nick", "x"), "invalid", id="id-beyond-bigint"),
+    pytest.param(Pending("Room1", 3, 10**17, "Nick", "x"), "invalid", id="time-beyond-year-9999"),
+    pytest.param(Pending("Room1", 3, T0, None, "x"), "invalid", id="no-nickname"),
+    pytest.param(Pending("bad/room", 3, T0, "Nick", "x"), "invalid", id="room-name-invalid"),
+]
+
+
+@pytest.mark.parametrize(("bad", "reason"), SET_ASIDE_IN_PROCESS)
+async def test_a_row_that_cannot_be_stored_is_set_aside_and_its_batch_written(bad, reason, caplog):
+    writer = HistoryWriter(interval=60, batch=500)
+    before = metrics.metrics.history_set_aside[reason]
+    for pending in (
+        Pending("Room1", 1, T0, "Nick", "m1"),
+        Pending("Room1", 2, T0, "Nick", "m2"),
+        bad,
+        Pending("Room1", 4, T0, "Nick", "m4"),
+    ):
+        writer.record(pending)
+    with caplog.at_level(logging.ERROR, "rooms.history"):
+        await writer.close()
+    assert writer.pending == 0
+    assert metrics.metrics.history_set_aside[reason] == before + 1
+    assert await asyncio.to_thread(_seqs, "Room1") == [1, 2, 4]
+    [record] = caplog.records
+    assert (record.reason, record.room, record.message_id, record.nickname) == (
+        reason,
+        bad.room,
+        bad.id,
+        bad.nickname,
+    )
+
+
+def _seqs(room: str) -> list[int]:
+    return list(Message.objects.filter(room__name=room).values_list("seq", flat=True))
