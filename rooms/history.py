@@ -2,8 +2,8 @@
 
 A sender's process records each message it published (`record`, no I/O); one task per
 process writes the pending ones to the database every FLUSH_INTERVAL_MS, or as soon as
-FLUSH_BATCH are waiting, in one transaction. `close()` writes what is still pending: the
-shutdown path must await it so that nothing accepted is lost on a clean stop.
+FLUSH_BATCH are waiting, FLUSH_BATCH to a transaction. `close()` writes what is still
+pending: the shutdown path must await it so that nothing accepted is lost on a clean stop.
 
 A row the database refuses (PostgreSQL takes no NUL in text; an id already holding another
 message) is set aside, logged and counted, and every other row is written; a failure of the
@@ -15,7 +15,10 @@ with the database (everything flushed), so a message is readable from its publis
 
 import asyncio
 import logging
+import time
+from collections import deque
 from functools import cache
+from itertools import islice
 from typing import NamedTuple
 
 from channels.db import database_sync_to_async
@@ -241,67 +244,136 @@ def write(batch: list[Pending]) -> Written:
     return Written(len(rows) - len(refused) - len(duplicates), aside)
 
 
+class Backlog:
+    """Messages accepted and not written yet, oldest first, and each room's highest id
+    among them, exact in O(1) as the oldest go (a monotonic queue of ids per room)."""
+
+    def __init__(self) -> None:
+        self._messages: deque[Pending] = deque()
+        # room -> ids of its pending messages that no later one of the room exceeds,
+        # in arrival order, hence decreasing: the first is the room's highest.
+        self._highest: dict[str, deque[int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    def append(self, pending: Pending) -> None:
+        """Add the newest message."""
+        self._messages.append(pending)
+        ids = self._highest.get(pending.room)
+        if ids is None:
+            ids = self._highest[pending.room] = deque()
+        while ids and ids[-1] < pending.id:
+            ids.pop()
+        ids.append(pending.id)
+
+    def oldest(self, count: int) -> list[Pending]:
+        """The `count` oldest messages, left in place."""
+        return list(islice(self._messages, count))
+
+    def remove_oldest(self, count: int) -> None:
+        """Forget the `count` oldest messages: written or set aside."""
+        for _ in range(count):
+            pending = self._messages.popleft()
+            ids = self._highest[pending.room]
+            if ids[0] == pending.id:  # an id equal to a later one's is kept for it
+                ids.popleft()
+                if not ids:
+                    del self._highest[pending.room]
+
+    def highest(self, room: str) -> int:
+        """The highest id of the room's pending messages; 0 when none."""
+        ids = self._highest.get(room)
+        return ids[0] if ids else 0
+
+
+RETRY_LOG_INTERVAL = 10.0  # seconds between log lines while the database stays unavailable
+
+
 class HistoryWriter:
     """Collects published messages and writes them in batches from one background task."""
 
     def __init__(self, interval: float, batch: int) -> None:
         self._interval = interval
         self._batch = batch
-        self._pending: list[Pending] = []
+        self._backlog = Backlog()
         self._task: asyncio.Task | None = None
-        self._full = asyncio.Event()
+        self._due = asyncio.Event()
         self._lock = asyncio.Lock()
 
     def record(self, pending: Pending) -> None:
         """Queue a message for writing; never waits."""
-        self._pending.append(pending)
+        self._backlog.append(pending)
         if self._task is None:
             self._task = asyncio.ensure_future(self._run())
-        if len(self._pending) >= self._batch:
-            self._full.set()
+        if len(self._backlog) >= self._batch:
+            self._due.set()
 
     @property
     def pending(self) -> int:
         """Messages accepted but not written yet."""
-        return len(self._pending)
+        return len(self._backlog)
+
+    def highest_pending(self, room: str) -> int:
+        """The highest id of the room's messages still waiting to be written (0: none)."""
+        return self._backlog.highest(room)
 
     async def _run(self) -> None:
+        failing_since = logged = 0.0
         while True:
             try:
-                await asyncio.wait_for(self._full.wait(), self._interval)
+                await asyncio.wait_for(self._due.wait(), self._interval)
             except TimeoutError:
                 pass
-            self._full.clear()
+            self._due.clear()
             try:
                 await self.flush()
             except Exception:
-                logger.exception("writing %d messages failed; retrying", len(self._pending))
+                now = time.monotonic()
+                if not failing_since:
+                    failing_since = logged = now
+                    logger.exception(
+                        "history: writing failed, %d messages pending; retrying", self.pending
+                    )
+                elif now - logged >= RETRY_LOG_INTERVAL:
+                    logged = now
+                    logger.error(
+                        "history: writing still fails after %.0f s, %d messages pending",
+                        now - failing_since,
+                        self.pending,
+                        exc_info=True,
+                    )
+                # Retried at the flush interval, not at every new message.
+                await asyncio.sleep(self._interval)
+            else:
+                if failing_since:
+                    logger.info(
+                        "history: writing again after %.1f s", time.monotonic() - failing_since
+                    )
+                    failing_since = 0.0
 
     async def flush(self) -> None:
-        """Write every pending message now. Rows the database refuses are set aside; if
-        the database fails, they all stay pending."""
+        """Write every message pending when called, FLUSH_BATCH to a transaction. Rows the
+        database refuses are set aside; if the database fails, the rest stay pending."""
         async with self._lock:
-            batch, self._pending = self._pending, []
-            if not batch:
-                return
-            try:
+            remaining = len(self._backlog)
+            while remaining:
+                batch = self._backlog.oldest(min(remaining, self._batch))
                 written = await database_sync_to_async(write)(batch)
-            except BaseException:
-                self._pending[:0] = batch
-                raise
-            metrics.history_written(written.stored)
-            for aside in written.set_aside:
-                _log_set_aside(aside)
-                metrics.history_set_aside(aside.reason)
+                self._backlog.remove_oldest(len(batch))
+                remaining -= len(batch)
+                metrics.history_written(written.stored)
+                for aside in written.set_aside:
+                    _log_set_aside(aside)
+                    metrics.history_set_aside(aside.reason)
 
     async def close(self) -> None:
         """Stop the background task and write what is pending (call on shutdown)."""
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            # A write in progress finishes first: cancelling it would not stop its thread.
+            async with self._lock:
+                self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         await self.flush()
 

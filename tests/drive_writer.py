@@ -3,7 +3,7 @@
 
 stdin: JSON, a list of batches, each a list of [room, id, ts, nickname, text]. Each batch
 is recorded, then written by `close()`, as on shutdown. stdout: JSON, one report a batch
-(the writer's counters). The
+(each room's highest pending id before and after writing, the writer's counters). The
 writer's log goes to stderr.
 """
 
@@ -24,9 +24,13 @@ async def run(batches: list[list[list]]) -> list[dict]:
         messages = [Pending(*row) for row in batch]
         for pending in messages:
             writer.record(pending)
+        rooms = sorted({pending.room for pending in messages})
+        highest = {room: writer.highest_pending(room) for room in rooms}
         await writer.close()
         reports.append(
             {
+                "highest_pending": highest,
+                "highest_pending_after": {room: writer.highest_pending(room) for room in rooms},
                 "pending": writer.pending,
                 "written": metrics.history_written,
                 "set_aside": dict(metrics.history_set_aside),

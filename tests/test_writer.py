@@ -1,4 +1,5 @@
-"""The history writer: rows the database refuses are set aside and the rest written."""
+"""The history writer: rows the database refuses are set aside and the rest written, and
+each room's highest pending id is known until written."""
 
 import asyncio
 import logging
@@ -11,14 +12,17 @@ import dj_database_url
 import orjson
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rooms import metrics
-from rooms.history import HistoryWriter, Pending
+from rooms.history import Backlog, HistoryWriter, Pending
 from rooms.models import Message
 from tests.servers import BASE_ENV, ROOT
 from tests.test_history import stored
 
 T0 = 1_750_000_000_000  # a wire timestamp (ms)
+examples = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def message(n: int, text: str | None = None, room: str = "Room1", nickname: str = "Nick") -> list:
@@ -114,6 +118,13 @@ def test_a_message_already_stored_as_is_counts_as_stored_not_as_a_duplicate(any_
     assert "ERROR" not in log
 
 
+def test_highest_pending_is_each_rooms_highest_id_until_written(any_database_url):
+    batch = [message(n) for n in (4, 7, 5)] + [message(2, room="Room2")]
+    [report], _ = drive(any_database_url, batch)
+    assert report["highest_pending"] == {"Room1": 7, "Room2": 2}
+    assert report["highest_pending_after"] == {"Room1": 0, "Room2": 0}
+
+
 SET_ASIDE_IN_PROCESS = [
     pytest.param(Pending("Room1", 3, T0, "Nick", "lone \ud800"), "invalid", id="unencodable-text"),
     pytest.param(Pending("Room1", 2**63, T0, "Nick", "x"), "invalid", id="id-beyond-bigint"),
@@ -150,3 +161,51 @@ async def test_a_row_that_cannot_be_stored_is_set_aside_and_its_batch_written(ba
 
 def _seqs(room: str) -> list[int]:
     return list(Message.objects.filter(room__name=room).values_list("seq", flat=True))
+
+
+BACKLOG_CASES = [
+    pytest.param([("a", 1), ("a", 2), ("a", 3)], [3, 3, 3, 0], id="increasing"),
+    pytest.param([("a", 5), ("a", 4), ("a", 3)], [5, 4, 3, 0], id="decreasing"),
+    pytest.param([("a", 5), ("a", 2), ("a", 5), ("a", 1)], [5, 5, 5, 1, 0], id="repeated-id"),
+    pytest.param([("b", 9), ("a", 3), ("b", 1), ("a", 1)], [3, 3, 1, 1, 0], id="two-rooms"),
+]
+
+
+@pytest.mark.parametrize(("appended", "highest_of_a"), BACKLOG_CASES)
+def test_backlog_highest_follows_the_oldest_being_removed(appended, highest_of_a):
+    backlog = Backlog()
+    for room, n in appended:
+        backlog.append(Pending(room, n, T0, "Nick", "x"))
+    seen = [backlog.highest("a")]
+    for _ in appended:
+        backlog.remove_oldest(1)
+        seen.append(backlog.highest("a"))
+    assert seen == highest_of_a
+    assert len(backlog) == 0
+
+
+@examples
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("append"), st.sampled_from("abc"), st.integers(1, 20)),
+            st.tuples(st.just("remove"), st.integers(0, 5)),
+        ),
+        max_size=60,
+    )
+)
+def test_backlog_highest_matches_a_scan_of_what_is_pending(operations):
+    backlog, model = Backlog(), []
+    for operation in operations:
+        if operation[0] == "append":
+            pending = Pending(operation[1], operation[2], T0, "Nick", "x")
+            backlog.append(pending)
+            model.append(pending)
+        else:
+            count = min(operation[1], len(model))
+            assert backlog.oldest(count) == model[:count]
+            backlog.remove_oldest(count)
+            del model[:count]
+        for room in "abc":
+            assert backlog.highest(room) == max((p.id for p in model if p.room == room), default=0)
+        assert len(backlog) == len(model)
