@@ -7,7 +7,9 @@ pending: the shutdown path must await it so that nothing accepted is lost on a c
 
 A row the database refuses (PostgreSQL takes no NUL in text; an id already holding another
 message) is set aside, logged and counted, and every other row is written; a failure of the
-database itself leaves the batch pending, retried until it succeeds.
+database itself leaves the batch pending, retried until it succeeds. The pending messages
+are bounded (HISTORY_PENDING_MAX, HISTORY_PENDING_BYTES): at the bound the writer is `full`
+and new messages are refused before they are published, never accepted and then dropped.
 
 Reads merge the recent cache (rooms.sequence: every message the moment it is published)
 with the database (everything flushed), so a message is readable from its publish on.
@@ -15,6 +17,7 @@ with the database (everything flushed), so a message is readable from its publis
 
 import asyncio
 import logging
+import sys
 import time
 from collections import deque
 from functools import cache
@@ -253,6 +256,7 @@ class Backlog:
         # room -> ids of its pending messages that no later one of the room exceeds,
         # in arrival order, hence decreasing: the first is the room's highest.
         self._highest: dict[str, deque[int]] = {}
+        self.text_bytes = 0  # memory taken by the pending texts
 
     def __len__(self) -> int:
         return len(self._messages)
@@ -260,6 +264,7 @@ class Backlog:
     def append(self, pending: Pending) -> None:
         """Add the newest message."""
         self._messages.append(pending)
+        self.text_bytes += sys.getsizeof(pending.text)
         ids = self._highest.get(pending.room)
         if ids is None:
             ids = self._highest[pending.room] = deque()
@@ -275,6 +280,7 @@ class Backlog:
         """Forget the `count` oldest messages: written or set aside."""
         for _ in range(count):
             pending = self._messages.popleft()
+            self.text_bytes -= sys.getsizeof(pending.text)
             ids = self._highest[pending.room]
             if ids[0] == pending.id:  # an id equal to a later one's is kept for it
                 ids.popleft()
@@ -291,28 +297,60 @@ RETRY_LOG_INTERVAL = 10.0  # seconds between log lines while the database stays 
 
 
 class HistoryWriter:
-    """Collects published messages and writes them in batches from one background task."""
+    """Collects published messages and writes them in batches from one background task.
 
-    def __init__(self, interval: float, batch: int) -> None:
+    At most `max_pending` messages, or `max_bytes` of their text, wait (0: no bound): past
+    that `full` is true and the consumer refuses new messages, so a database outage costs
+    bounded memory and loses nothing that was accepted.
+    """
+
+    def __init__(
+        self, interval: float, batch: int, max_pending: int = 0, max_bytes: int = 0
+    ) -> None:
         self._interval = interval
         self._batch = batch
+        self._max_pending = max_pending
+        self._max_bytes = max_bytes
         self._backlog = Backlog()
         self._task: asyncio.Task | None = None
         self._due = asyncio.Event()
         self._lock = asyncio.Lock()
+        self._refusing = False  # `full` was seen true, and not seen false since
 
     def record(self, pending: Pending) -> None:
-        """Queue a message for writing; never waits."""
+        """Queue a message for writing; never waits, never refuses (see `full`)."""
         self._backlog.append(pending)
         if self._task is None:
             self._task = asyncio.ensure_future(self._run())
         if len(self._backlog) >= self._batch:
             self._due.set()
+        if not self._refusing and self.full:
+            self._refusing = True
+            self._due.set()  # write now rather than at the next interval
+            logger.warning(
+                "history: %d messages (%d bytes of text) wait to be written, the most kept;"
+                " new messages are refused until the database takes them",
+                len(self._backlog),
+                self._backlog.text_bytes,
+            )
 
     @property
     def pending(self) -> int:
         """Messages accepted but not written yet."""
         return len(self._backlog)
+
+    @property
+    def pending_bytes(self) -> int:
+        """Memory taken by the text of the messages not written yet."""
+        return self._backlog.text_bytes
+
+    @property
+    def full(self) -> bool:
+        """The backlog is at its bound: accept no more messages until it shrinks."""
+        return bool(
+            (self._max_pending and len(self._backlog) >= self._max_pending)
+            or (self._max_bytes and self._backlog.text_bytes >= self._max_bytes)
+        )
 
     def highest_pending(self, room: str) -> int:
         """The highest id of the room's messages still waiting to be written (0: none)."""
@@ -366,6 +404,9 @@ class HistoryWriter:
                 for aside in written.set_aside:
                     _log_set_aside(aside)
                     metrics.history_set_aside(aside.reason)
+            if self._refusing and not self.full:
+                self._refusing = False
+                logger.info("history: backlog below its bound, messages accepted again")
 
     async def close(self) -> None:
         """Stop the background task and write what is pending (call on shutdown)."""
@@ -402,7 +443,12 @@ def _log_set_aside(aside: SetAside) -> None:
 @cache
 def get_writer() -> HistoryWriter:
     """This process's writer."""
-    return HistoryWriter(settings.ROOMS_FLUSH_INTERVAL, settings.ROOMS_FLUSH_BATCH)
+    return HistoryWriter(
+        settings.ROOMS_FLUSH_INTERVAL,
+        settings.ROOMS_FLUSH_BATCH,
+        settings.ROOMS_HISTORY_PENDING_MAX,
+        settings.ROOMS_HISTORY_PENDING_BYTES,
+    )
 
 
 def _stored(room: str, after: int, upto: int, limit: int) -> Page:
