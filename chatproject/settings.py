@@ -192,6 +192,11 @@ ROOMS_REPLAY_MAX_BYTES = env("REPLAY_MAX_BYTES", 1024 * 1024, int)
 ROOMS_ROOM_KEY_TTL = env("ROOM_KEY_TTL", 86400.0, float)
 ROOMS_FLUSH_INTERVAL = env("FLUSH_INTERVAL_MS", 200, int) / 1000  # persistence batch period
 ROOMS_FLUSH_BATCH = env("FLUSH_BATCH", 500, int)  # a batch this large is written at once
+# Messages accepted but not written yet (a slow or unavailable database), and the memory
+# their text takes: at either bound new messages are refused (SERVICE_UNAVAILABLE) until
+# the backlog is written; 0: no bound (docs/operations.md).
+ROOMS_HISTORY_PENDING_MAX = env("HISTORY_PENDING_MAX", 100_000, int)
+ROOMS_HISTORY_PENDING_BYTES = env("HISTORY_PENDING_BYTES", 64 * 1024 * 1024, int)
 ROOMS_RETENTION_MESSAGES = env("RETENTION_MESSAGES", 100_000, int)  # per room; 0: no cap
 ROOMS_RETENTION_DAYS = env("RETENTION_DAYS", 0.0, float)  # 0: no age cap
 

@@ -206,6 +206,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 members = await get_presence().members(self.group)
                 await self.send(protocol.members(room, members, self.format))
                 return
+            if get_writer().full:  # history can keep no more: refuse, never accept and drop
+                metrics.history_refused()
+                await self.fail(errors.service_unavailable(fatal=False))
+                return
             stamp = await get_sequence().publish(
                 self.channel_layer, self.group, room, nickname, text, room_event()
             )

@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 
 from rooms import metrics
+from rooms.history import get_writer
 from rooms.limits import connections
 
 logger = logging.getLogger(__name__)
@@ -48,12 +49,20 @@ async def _check(name: str, check) -> str:
     return "ok"
 
 
+def _history() -> str:
+    writer = get_writer()
+    if writer.full:
+        return f"error: {writer.pending} messages wait to be written; new ones are refused"
+    return "ok"
+
+
 @require_GET
 async def readyz(request: HttpRequest) -> JsonResponse:
-    """Ready: the channel layer and the database answer. Send no traffic here otherwise."""
+    """Ready: channel layer and database answer, history keeps up. Send no traffic otherwise."""
     checks = {
         "channel_layer": await _check("channel_layer", _channel_layer),
         "database": await _check("database", sync_to_async(_database)),
+        "history": _history(),
     }
     ready = all(result == "ok" for result in checks.values())
     return JsonResponse(
@@ -69,5 +78,7 @@ async def metrics_view(request: HttpRequest) -> HttpResponse:
         connections=connections.total,
         rooms=connections.rooms,
         dropped=getattr(get_channel_layer(), "dropped", 0),
+        pending=get_writer().pending,
+        pending_bytes=get_writer().pending_bytes,
     )
     return HttpResponse(body, content_type="text/plain; version=0.0.4; charset=utf-8")

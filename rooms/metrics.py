@@ -47,6 +47,9 @@ class Metrics:
         self.messages_out = 0  # room events handed to client transports
         self.errors: Counter[str] = Counter()  # error frames and forced closes, by code
         self.latency = Histogram(LATENCY_BUCKETS)
+        self.history_written = 0  # messages stored by rooms.history
+        self.history_set_aside: Counter[str] = Counter()  # rows the database refused, by reason
+        self.history_refused = 0  # messages refused because the history backlog was full
 
 
 metrics = Metrics()
@@ -69,6 +72,21 @@ def error(code: str) -> None:
     metrics.errors[code] += 1
 
 
+def history_written(count: int) -> None:
+    """`count` messages were stored in the database."""
+    metrics.history_written += count
+
+
+def history_set_aside(reason: str) -> None:
+    """The database refused a message for good; it will not be retried."""
+    metrics.history_set_aside[reason] += 1
+
+
+def history_refused() -> None:
+    """A message was refused before publishing: the history backlog was full."""
+    metrics.history_refused += 1
+
+
 # (metric, key of gc.get_stats(), HELP text): the cycle collector, per generation.
 _GC_COUNTERS = (
     (
@@ -85,8 +103,9 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render(connections: int, rooms: int, dropped: int) -> str:
-    """The Prometheus text format (version 0.0.4) for this process's counters."""
+def render(connections: int, rooms: int, dropped: int, pending: int, pending_bytes: int) -> str:
+    """The Prometheus text format (version 0.0.4) for this process's counters; `pending`
+    and `pending_bytes`: messages waiting to be written, and their text's memory."""
     lines = [
         "# HELP rooms_connections Open room WebSocket connections in this process.",
         "# TYPE rooms_connections gauge",
@@ -108,6 +127,28 @@ def render(connections: int, rooms: int, dropped: int) -> str:
     ]
     for code, count in sorted(metrics.errors.items()):
         lines.append(f'rooms_errors_total{{code="{_escape(code)}"}} {count}')
+    lines += [
+        "# HELP rooms_history_pending Messages accepted and not written to the database yet.",
+        "# TYPE rooms_history_pending gauge",
+        f"rooms_history_pending {pending}",
+        "# HELP rooms_history_pending_bytes Memory taken by the text of those messages.",
+        "# TYPE rooms_history_pending_bytes gauge",
+        f"rooms_history_pending_bytes {pending_bytes}",
+        "# HELP rooms_history_written_total Messages stored in the database.",
+        "# TYPE rooms_history_written_total counter",
+        f"rooms_history_written_total {metrics.history_written}",
+        "# HELP rooms_history_set_aside_total Messages the database refused, never retried,"
+        " by reason.",
+        "# TYPE rooms_history_set_aside_total counter",
+    ]
+    for reason, count in sorted(metrics.history_set_aside.items()):
+        lines.append(f'rooms_history_set_aside_total{{reason="{_escape(reason)}"}} {count}')
+    lines += [
+        "# HELP rooms_history_refused_total Messages refused because too many were waiting"
+        " to be written.",
+        "# TYPE rooms_history_refused_total counter",
+        f"rooms_history_refused_total {metrics.history_refused}",
+    ]
     lines += [
         "# HELP rooms_delivery_latency_seconds group_send to transport, one delivery in "
         f"{LATENCY_SAMPLE_EVERY}.",

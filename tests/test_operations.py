@@ -90,7 +90,8 @@ def test_readyz_reports_each_dependency(start_server):
     server = start_server("serve")
     status, _, body = _get(server.http("/readyz"))
     assert status == 200
-    assert body == '{"status": "ready", "checks": {"channel_layer": "ok", "database": "ok"}}'
+    checks = '{"channel_layer": "ok", "database": "ok", "history": "ok"}'
+    assert body == f'{{"status": "ready", "checks": {checks}}}'
 
 
 async def test_server_log_has_one_line_per_join_and_leave_with_the_client(start_server):

@@ -206,7 +206,7 @@ def test_metrics_render_valid_prometheus_text_with_cumulative_buckets(latencies,
         state.errors[code] += 1
     saved, metrics.metrics = metrics.metrics, state
     try:
-        body = metrics.render(connections=3, rooms=2, dropped=1)
+        body = metrics.render(connections=3, rooms=2, dropped=1, pending=4, pending_bytes=5)
     finally:
         metrics.metrics = saved
     lines = [line for line in body.rstrip("\n").split("\n") if not line.startswith("#")]
