@@ -1,5 +1,6 @@
 """Production configuration, security headers, health and metrics endpoints, live."""
 
+import json
 import os
 import re
 import subprocess
@@ -10,7 +11,7 @@ import urllib.request
 import pytest
 
 from tests.clients import join, recv, wait_until
-from tests.servers import BASE_ENV, ROOT
+from tests.servers import BASE_ENV, ROOT, free_port
 
 
 def _get(url: str, **headers: str) -> tuple[int, dict[str, str], str]:
@@ -91,6 +92,22 @@ def test_readyz_reports_each_dependency(start_server):
     status, _, body = _get(server.http("/readyz"))
     assert status == 200
     assert body == '{"status": "ready", "checks": {"channel_layer": "ok", "database": "ok"}}'
+
+
+def test_readyz_names_no_host_or_port_and_logs_why(start_server):
+    closed = free_port()
+    server = start_server("serve", REDIS_URL=f"redis://127.0.0.1:{closed}/0")
+    status, _, body = _get(server.http("/readyz"))
+    assert status == 503
+    checks = json.loads(body)["checks"]
+    assert checks["channel_layer"] == "unavailable"
+    assert checks["database"] == "ok"
+    for detail in (str(closed), "127.0.0.1", "Error", "refused"):
+        assert detail not in body, detail
+    assert (
+        f"WARNING rooms.health readiness check channel_layer failed: "
+        f"ConnectionError: Error 111 connecting to 127.0.0.1:{closed}."
+    ) in server.log()
 
 
 async def test_server_log_has_one_line_per_join_and_leave_with_the_client(start_server):
