@@ -89,6 +89,9 @@ CONTENT_SECURITY_POLICY = env(
     "default-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
     "frame-ancestors 'none'; form-action 'self'",
 )
+# Error pages and reports mask the password inside URL-shaped values (REDIS_URL, the channel
+# layer's hosts) as well as settings named like KEY or PASSWORD.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "rooms.reporting.CredentialFilter"
 HTTPS = env("HTTPS", False, boolean)
 if HTTPS:
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
