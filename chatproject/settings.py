@@ -46,8 +46,25 @@ def env(key: str, default: Any = _REQUIRED, cast: Callable[[str], Any] = str) ->
         raise ImproperlyConfigured(f"Setting {key}={raw!r} is not a valid {cast.__name__}.")
 
 
+def secret_file(path: str) -> str:
+    """The secret held in the file at `path`, without surrounding whitespace."""
+    try:
+        secret = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ImproperlyConfigured(f"Setting SECRET_KEY_FILE={path!r}: {exc.strerror}.")
+    if not secret:
+        raise ImproperlyConfigured(f"Setting SECRET_KEY_FILE={path!r} names an empty file.")
+    return secret
+
+
 DEBUG = env("DEBUG", True, boolean)
-SECRET_KEY = env("SECRET_KEY", "insecure-local-only-key" if DEBUG else _REQUIRED)
+# The key, or a file holding it (a container secret; `make run` makes one on its first run);
+# SECRET_KEY wins when both are set.
+SECRET_KEY_FILE = env("SECRET_KEY_FILE", "")
+if SECRET_KEY_FILE:
+    SECRET_KEY = env("SECRET_KEY", secret_file(SECRET_KEY_FILE))
+else:
+    SECRET_KEY = env("SECRET_KEY", "insecure-local-only-key" if DEBUG else _REQUIRED)
 # Outside local use (DEBUG off) the served hosts must be named: they are also the browser
 # origins admitted to WebSockets (rooms/origin.py).
 ALLOWED_HOSTS = env(

@@ -3,15 +3,31 @@
 import json
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from tests.clients import join, recv, wait_until
 from tests.servers import BASE_ENV, ROOT, free_port
+
+PLAIN_400 = """
+<!doctype html>
+<html lang="en">
+<head>
+  <title>Bad Request (400)</title>
+</head>
+<body>
+  <h1>Bad Request (400)</h1><p></p>
+</body>
+</html>
+"""
 
 
 def _get(url: str, **headers: str) -> tuple[int, dict[str, str], str]:
@@ -41,6 +57,87 @@ def test_production_settings_refuse_to_start_without_secret_key_or_allowed_hosts
     )
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def _settings_value(name: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", f"from chatproject import settings; print(settings.{name})"],
+        cwd=ROOT,
+        env={**os.environ, **BASE_ENV, **env},
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_secret_key_may_come_from_a_file_and_a_missing_file_stops_the_start(tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text("from-the-file\n")
+    found = _settings_value("SECRET_KEY", SECRET_KEY="", SECRET_KEY_FILE=str(key_file))
+    assert found.stdout == "from-the-file\n"
+    given = _settings_value("SECRET_KEY", SECRET_KEY="given", SECRET_KEY_FILE=str(key_file))
+    assert given.stdout == "given\n"
+    missing = _settings_value("SECRET_KEY", SECRET_KEY="", SECRET_KEY_FILE=str(tmp_path / "none"))
+    assert missing.returncode != 0
+    assert f"Setting SECRET_KEY_FILE='{tmp_path / 'none'}': No such file or directory." in (
+        missing.stderr
+    )
+
+
+def test_make_run_shows_no_debug_page_to_a_host_it_does_not_serve(tmp_path):
+    # A newcomer's shell: no key, no hosts, and DEBUG on from some earlier work.
+    env = {**os.environ, "DEBUG": "1"}
+    for key in ("SECRET_KEY", "ALLOWED_HOSTS", "DJANGO_SETTINGS_MODULE", "REDIS_URL"):
+        env.pop(key, None)
+    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}", STATIC_ROOT=str(tmp_path))
+    key_file = tmp_path / "secret_key"
+    port = free_port()
+    # -o: the virtualenv running these tests serves, as installed.
+    command = ["make", "-s", "-o", ".venv/.run-installed", "run", f"PY={sys.executable}",
+               f"SECRET_KEY_FILE={key_file}", "HOST=127.0.0.1", f"PORT={port}"]  # fmt: skip
+    with open(tmp_path / "make-run.log", "wb") as log:
+        make = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # make and the server in a process group of their own
+        )
+    try:
+        _wait_for_port(make, port, tmp_path / "make-run.log")
+        url = f"http://127.0.0.1:{port}/"
+        status, _, body = _get(url, Host=f"localhost:{port}")
+        assert status == 200 and 'action="/chat/"' in body
+        assert _get(url, Host="chat.example.com")[::2] == (400, PLAIN_400)
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        assert len(key_file.read_text().strip()) >= 50
+    finally:
+        os.killpg(make.pid, signal.SIGTERM)  # rooms.workers passes it on to its worker
+        make.wait(20)
+        _wait_for_port_closed(port)
+
+
+def _wait_for_port(process: subprocess.Popen, port: int, log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing listens on {port} after {timeout} s")
+
+
+def _wait_for_port_closed(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        except OSError:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{port} still listens after {timeout} s")
 
 
 def test_http_pages_carry_the_security_headers(start_server):
