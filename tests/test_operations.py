@@ -13,9 +13,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from websockets.asyncio.client import connect
 
+from chatproject.settings import root_path
 from tests.clients import join, recv, wait_until
-from tests.servers import BASE_ENV, ROOT, free_port
+from tests.servers import BASE_ENV, ROOT, collect_static, free_port
 
 PLAIN_400 = """
 <!doctype html>
@@ -138,6 +140,71 @@ def _wait_for_port_closed(port: int, timeout: float = 20) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"{port} still listens after {timeout} s")
+
+
+@pytest.mark.parametrize(
+    ("raw", "valid"),
+    [("/rooms", True), ("/a/b", True), ("rooms", False), ("/rooms/", False), ("/", False),
+     ("/a?b", False), ("/a#b", False), ("/a%2F", False), ("/a b", False)],
+)  # fmt: skip
+def test_root_path_is_a_path_prefix_without_a_trailing_slash(raw, valid):
+    if valid:
+        assert root_path(raw) == raw
+    else:
+        with pytest.raises(ValueError):
+            root_path(raw)
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs) -> None:
+        return None
+
+
+def _get_once(url: str, **headers: str) -> tuple[int, dict[str, str], str]:
+    """GET without following a redirect: the redirect itself is the answer."""
+    opener = urllib.request.build_opener(_NoRedirects)
+    try:
+        with opener.open(urllib.request.Request(url, headers=headers), timeout=10) as response:
+            return response.status, dict(response.headers), response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read().decode()
+
+
+@pytest.fixture(scope="module")
+def static_root(tmp_path_factory) -> str:
+    return str(collect_static(tmp_path_factory.mktemp("static")))
+
+
+@pytest.mark.parametrize("kind", ["serve", "daphne", "runserver"])
+async def test_a_root_path_sent_by_a_client_changes_no_link_or_redirect(
+    start_server, static_root, kind
+):
+    server = start_server(kind, STATIC_ROOT=static_root)
+    evil = {"Daphne-Root-Path": "/evil"}
+    status, headers, _ = _get_once(server.http("/chat/?room=Room1&nickname=Nick"), **evil)
+    assert (status, headers["Location"]) == (302, "/chat/Room1/?nickname=Nick")
+    status, headers, _ = _get_once(server.http("/admin/"), **evil)
+    assert (status, headers["Location"]) == (302, "/admin/login/?next=/admin/")
+    status, _, page = _get_once(server.http("/"), **evil)
+    assert status == 200 and 'action="/chat/"' in page and "/evil" not in page
+    nick = await connect(server.url("/ws/chat/Room1/?nickname=Nick"), additional_headers=evil)
+    assert await recv(nick) == "Nick joined Room1"
+    await nick.close()
+
+
+async def test_a_root_path_configured_by_the_operator_prefixes_links_and_routes(
+    start_server, static_root
+):
+    server = start_server("serve", STATIC_ROOT=static_root, ROOT_PATH="/rooms")
+    status, headers, _ = _get_once(server.http("/rooms/chat/?room=Room1&nickname=Nick"))
+    assert (status, headers["Location"]) == (302, "/rooms/chat/Room1/?nickname=Nick")
+    status, _, page = _get_once(server.http("/rooms/"))
+    assert status == 200 and 'action="/rooms/chat/"' in page
+    stylesheet = re.search(r'href="(/rooms/static/rooms/rooms\.\w+\.css)"', page)[1]
+    assert _get_once(server.http(stylesheet))[0] == 200
+    nick = await connect(server.url("/rooms/ws/chat/Room1/?nickname=Nick"))
+    assert await recv(nick) == "Nick joined Room1"
+    await nick.close()
 
 
 def test_http_pages_carry_the_security_headers(start_server):
