@@ -46,6 +46,7 @@ from daphne.ws_protocol import WebSocketProtocol
 from django.conf import settings
 from twisted.internet import abstract, reactor
 from twisted.internet.interfaces import ILoggingContext, IProtocolFactory, IPushProducer
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from zope.interface import implementer, implementer_only
 
 from rooms import errors, logs, metrics, upgrades
@@ -201,15 +202,16 @@ class RoomsServer(Server):
         super().protocol_connected(protocol)
         limit = settings.ROOMS_SEND_BUFFER_LIMIT
         transport = getattr(protocol, "transport", None)
-        if (
-            limit
-            and isinstance(protocol, WebSocketProtocol)
-            and isinstance(transport, abstract.FileDescriptor)  # TCP or UNIX; not TLS
-        ):
+        if not limit or not isinstance(protocol, WebSocketProtocol):
+            return
+        # With TLS (an ssl: endpoint) the unsent bytes wait, encrypted, in the socket under
+        # the TLS layer: the guard goes on that socket.
+        socket = transport.transport if isinstance(transport, TLSMemoryBIOProtocol) else transport
+        if isinstance(socket, abstract.FileDescriptor):  # TCP or UNIX
             # The HTTP channel that handed the socket over is its producer until now.
             transport.unregisterProducer()
-            transport.bufferSize = limit
-            transport.registerProducer(SendBufferGuard(self, protocol), True)
+            socket.bufferSize = limit
+            socket.registerProducer(SendBufferGuard(self, protocol), True)
 
     def close_slow_consumer(self, protocol: WebSocketProtocol) -> None:
         """Close a client over its send buffer limit; dropped 1 s later if it reads nothing."""
