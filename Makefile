@@ -1,5 +1,5 @@
 # make run: set up and serve on 0.0.0.0:8000 (rooms.serve: Daphne plus graceful shutdown;
-# in-memory layer, SQLite).
+# in-memory layer, SQLite), as in production: DEBUG off, a secret key of this checkout's own.
 # make test: set up, start the services the tests need, run every test.
 PYTHON ?= python3
 VENV := .venv
@@ -8,6 +8,14 @@ RUN_STAMP := $(VENV)/.run-installed
 DEV_STAMP := $(VENV)/.dev-installed
 HOST ?= 0.0.0.0
 PORT ?= 8000
+# What run and serve show the network: no debug page (DEBUG off, even if the shell has it
+# on), a key made on the first run into SECRET_KEY_FILE (ignored by git), and only the
+# loopback names unless ALLOWED_HOSTS names others. `manage.py runserver` keeps DEBUG on.
+SECRET_KEY_FILE ?= $(CURDIR)/.secret_key
+ALLOWED_HOSTS ?= localhost,127.0.0.1,[::1]
+run serve: export DEBUG := 0
+run serve: export SECRET_KEY_FILE := $(SECRET_KEY_FILE)
+run serve: export ALLOWED_HOSTS := $(ALLOWED_HOSTS)
 
 .PHONY: run serve test lint bench crowd soak services screenshot
 
@@ -23,14 +31,18 @@ $(DEV_STAMP): requirements.txt requirements-dev.txt | $(VENV)/bin/python
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@ $(RUN_STAMP)
 
-run: $(RUN_STAMP)
+$(SECRET_KEY_FILE):
+	umask 077 && $(PYTHON) -c "import secrets; print(secrets.token_urlsafe(50))" > $@.new
+	mv $@.new $@
+
+run: $(RUN_STAMP) $(SECRET_KEY_FILE)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v0
 	$(PY) -m rooms.workers --host $(HOST) --port $(PORT)
 
 # N server processes on one port, rooms shared through Redis: make serve WORKERS=4 REDIS_URL=...
 WORKERS ?= 2
-serve: $(RUN_STAMP)
+serve: $(RUN_STAMP) $(SECRET_KEY_FILE)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v0
 	$(PY) -m rooms.workers --workers $(WORKERS) --host $(HOST) --port $(PORT)

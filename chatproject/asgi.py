@@ -8,13 +8,28 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from rooms.origin import allowed_hosts_origin_validator  # noqa: E402
 from rooms.routing import websocket_urlpatterns  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": allowed_hosts_origin_validator(URLRouter(websocket_urlpatterns)),
-    }
+
+def configured_root_path(app):
+    """`app` with every scope's root_path from ROOT_PATH. Daphne takes it from a client's
+    `Daphne-Root-Path` header, and Django prefixes every link and redirect with it; once in
+    the scope, the header cannot be told from Daphne's own `--root-path`."""
+
+    async def with_root_path(scope: dict, receive, send) -> None:
+        return await app({**scope, "root_path": settings.ROOT_PATH}, receive, send)
+
+    return with_root_path
+
+
+application = configured_root_path(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": allowed_hosts_origin_validator(URLRouter(websocket_urlpatterns)),
+        }
+    )
 )

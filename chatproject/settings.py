@@ -46,8 +46,32 @@ def env(key: str, default: Any = _REQUIRED, cast: Callable[[str], Any] = str) ->
         raise ImproperlyConfigured(f"Setting {key}={raw!r} is not a valid {cast.__name__}.")
 
 
+def root_path(raw: str) -> str:
+    """Parse a URL path prefix: `/` and segments, without a trailing `/`."""
+    if not raw.startswith("/") or raw.endswith("/") or any(c in raw for c in "?#% \\"):
+        raise ValueError(raw)
+    return raw
+
+
+def secret_file(path: str) -> str:
+    """The secret held in the file at `path`, without surrounding whitespace."""
+    try:
+        secret = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ImproperlyConfigured(f"Setting SECRET_KEY_FILE={path!r}: {exc.strerror}.")
+    if not secret:
+        raise ImproperlyConfigured(f"Setting SECRET_KEY_FILE={path!r} names an empty file.")
+    return secret
+
+
 DEBUG = env("DEBUG", True, boolean)
-SECRET_KEY = env("SECRET_KEY", "insecure-local-only-key" if DEBUG else _REQUIRED)
+# The key, or a file holding it (a container secret; `make run` makes one on its first run);
+# SECRET_KEY wins when both are set.
+SECRET_KEY_FILE = env("SECRET_KEY_FILE", "")
+if SECRET_KEY_FILE:
+    SECRET_KEY = env("SECRET_KEY", secret_file(SECRET_KEY_FILE))
+else:
+    SECRET_KEY = env("SECRET_KEY", "insecure-local-only-key" if DEBUG else _REQUIRED)
 # Outside local use (DEBUG off) the served hosts must be named: they are also the browser
 # origins admitted to WebSockets (rooms/origin.py).
 ALLOWED_HOSTS = env(
@@ -89,7 +113,15 @@ CONTENT_SECURITY_POLICY = env(
     "default-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
     "frame-ancestors 'none'; form-action 'self'",
 )
+# Error pages and reports mask the password inside URL-shaped values (REDIS_URL, the channel
+# layer's hosts) as well as settings named like KEY or PASSWORD.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "rooms.reporting.CredentialFilter"
 HTTPS = env("HTTPS", False, boolean)
+# The path prefix a proxy serves the site under, passing full paths on (the ASGI root_path,
+# Django's SCRIPT_NAME); "" at the root. Only this decides it (chatproject/asgi.py): Daphne
+# would take it from any client's Daphne-Root-Path header.
+ROOT_PATH = env("ROOT_PATH", "", root_path)
+FORCE_SCRIPT_NAME = ROOT_PATH or None  # for WhiteNoise, which reads it at start-up
 if HTTPS:
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env("HSTS_SECONDS", 31536000, int)
@@ -135,7 +167,7 @@ USE_TZ = True
 # Static files: WhiteNoise serves them from Daphne. In production (DEBUG off) they come
 # from STATIC_ROOT, filled by `manage.py collectstatic`, with hashed names cached forever
 # and compressed copies; with DEBUG on they are read straight from the apps.
-STATIC_URL = "static/"
+STATIC_URL = f"{ROOT_PATH}/static/"
 STATIC_ROOT = env("STATIC_ROOT", BASE_DIR / "staticfiles", Path)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

@@ -43,17 +43,18 @@ def _database() -> None:
 async def _check(name: str, check) -> str:
     try:
         await asyncio.wait_for(check(), CHECK_TIMEOUT)
-    except Exception as exc:  # every failure means "not ready", and says why
-        logger.warning("readiness check %s failed: %r", name, exc)
-        return f"error: {type(exc).__name__}: {exc}"
+    except Exception as exc:  # every failure means "not ready"
+        # The error names hosts, ports and database users: the log gets it, not the
+        # (unauthenticated) client.
+        logger.warning("readiness check %s failed: %s: %s", name, type(exc).__name__, exc)
+        return "unavailable"
     return "ok"
 
 
 def _history() -> str:
-    writer = get_writer()
-    if writer.full:
-        return f"error: {writer.pending} messages wait to be written; new ones are refused"
-    return "ok"
+    # At its bound the writer refuses new messages (and has logged it once, at WARNING);
+    # /metrics has the backlog's size.
+    return "unavailable" if get_writer().full else "ok"
 
 
 @require_GET

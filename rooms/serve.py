@@ -10,6 +10,7 @@ It takes Daphne's command line unchanged and adds (docs/operations.md):
   at once. Plain Daphne stops its reactor and clients see 1006;
 - a bound on each client's unsent bytes (SEND_BUFFER_LIMIT): a client that stops reading
   is closed with 4509 SLOW_CONSUMER instead of growing server memory without end;
+- TLS endpoints (`-e ssl:...`) that complete their handshakes (HTTPFactoryWithoutALPN);
 - room events framed once per message and written once per loop turn (rooms.frames);
 - handshakes parsed once, by autobahn (rooms.upgrades), and without its debug
   formatting (only_when_debugging);
@@ -40,11 +41,13 @@ import autobahn.util
 import autobahn.websocket.protocol
 import txaio
 from autobahn.websocket.protocol import WebSocketProtocol as AutobahnProtocol
+from daphne.http_protocol import HTTPFactory
 from daphne.ws_protocol import WebSocketProtocol
 from django.conf import settings
 from twisted.internet import abstract, reactor
-from twisted.internet.interfaces import IPushProducer
-from zope.interface import implementer
+from twisted.internet.interfaces import ILoggingContext, IProtocolFactory, IPushProducer
+from twisted.protocols.tls import TLSMemoryBIOProtocol
+from zope.interface import implementer, implementer_only
 
 from rooms import errors, logs, metrics, upgrades
 from rooms.connection import RoomsProtocol
@@ -100,6 +103,17 @@ class SendBufferGuard:
         pass
 
 
+@implementer_only(IProtocolFactory, ILoggingContext)
+class HTTPFactoryWithoutALPN(HTTPFactory):
+    """Daphne's HTTP factory, offering no ALPN (not an IProtocolNegotiationFactory).
+
+    For a factory that offers it, Twisted 25.5 sets ALPN on the OpenSSL context shared by
+    every connection of an `ssl:` endpoint, once per connection; pyOpenSSL 26.2 and later
+    refuse to change a context already in use (twisted/twisted#12500), so every TLS
+    handshake failed. Without HTTP/2 (not installed), ALPN only offered http/1.1, which
+    clients assume without it."""
+
+
 class RoomsServer(Server):
     """Daphne's Server with graceful shutdown and a per-client send buffer limit."""
 
@@ -126,6 +140,7 @@ class RoomsServer(Server):
         # bound it like the WebSocket handshake, against slowloris clients.
         self.http_factory.timeOut = settings.ROOMS_HANDSHAKE_TIMEOUT
         self.http_factory.protocol = upgrades.channel
+        self.http_factory.__class__ = HTTPFactoryWithoutALPN  # before any TLS connection
         # On a protocol violation autobahn drops TCP by default, so clients only see 1006;
         # send the close frame with its code (1002, 1007, 1009) first.
         self.ws_factory.setProtocolOptions(failByDrop=False)
@@ -187,15 +202,16 @@ class RoomsServer(Server):
         super().protocol_connected(protocol)
         limit = settings.ROOMS_SEND_BUFFER_LIMIT
         transport = getattr(protocol, "transport", None)
-        if (
-            limit
-            and isinstance(protocol, WebSocketProtocol)
-            and isinstance(transport, abstract.FileDescriptor)  # TCP or UNIX; not TLS
-        ):
+        if not limit or not isinstance(protocol, WebSocketProtocol):
+            return
+        # With TLS (an ssl: endpoint) the unsent bytes wait, encrypted, in the socket under
+        # the TLS layer: the guard goes on that socket.
+        socket = transport.transport if isinstance(transport, TLSMemoryBIOProtocol) else transport
+        if isinstance(socket, abstract.FileDescriptor):  # TCP or UNIX
             # The HTTP channel that handed the socket over is its producer until now.
             transport.unregisterProducer()
-            transport.bufferSize = limit
-            transport.registerProducer(SendBufferGuard(self, protocol), True)
+            socket.bufferSize = limit
+            socket.registerProducer(SendBufferGuard(self, protocol), True)
 
     def close_slow_consumer(self, protocol: WebSocketProtocol) -> None:
         """Close a client over its send buffer limit; dropped 1 s later if it reads nothing."""

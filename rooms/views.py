@@ -1,11 +1,12 @@
 """The web chat pages: the lobby, and one page per room. The chat itself runs in the
 browser (rooms/static/rooms/chat.js) over the JSON WebSocket protocol."""
 
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.http import require_safe
 
 from rooms import protocol
@@ -42,7 +43,7 @@ def enter(request: HttpRequest) -> HttpResponse:
     except ClientError as error:
         return _lobby(request, error.message, 400, room=room, nickname=nickname)
     query = urlencode({"nickname": nickname})
-    return HttpResponseRedirect(f"/chat/{quote(room, safe='')}/?{query}")
+    return HttpResponseRedirect(f"{reverse('room', args=[room])}?{query}")  # under ROOT_PATH
 
 
 @require_safe

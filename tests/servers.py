@@ -68,7 +68,7 @@ class Server:
     def start(self, timeout: float = 20.0) -> None:
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            _command(self.kind, self.port),
+            self.command(),
             cwd=ROOT,
             env=self.env,
             stdout=self._log,
@@ -85,6 +85,10 @@ class Server:
                 time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"{self.kind} did not listen within {timeout}s:\n{self.log()}")
+
+    def command(self) -> list[str]:
+        """The server's command line."""
+        return _command(self.kind, self.port)
 
     def url(self, path: str) -> str:
         return f"ws://127.0.0.1:{self.port}{path}"

@@ -21,3 +21,6 @@ def test_dockerfile_serves_like_make_run():
     assert "exec python -m rooms.workers --host 0.0.0.0 --port 8000" in (dockerfile)
     assert "$(PY) -m rooms.workers --host $(HOST) --port $(PORT)" in makefile
     assert "USER 10001" in dockerfile
+    # Neither shows Django's debug page to the network.
+    assert "DEBUG=0" in dockerfile
+    assert "run serve: export DEBUG := 0" in makefile

@@ -309,3 +309,70 @@ async def test_thousands_of_connect_disconnect_cycles_leave_nothing_behind(fuzz_
             break
         await asyncio.sleep(0.2)
     assert "\nrooms_connections 2\n" in body  # only the sentinels are left
+
+
+def _answer(port: int, head: bytes, split_at: int | None = None) -> bytes:
+    """The server's response head to `head`, sent in one write or split in two reads."""
+    sock = _open(port)
+    if split_at is None:
+        sock.sendall(head)
+    else:
+        sock.sendall(head[:split_at])
+        time.sleep(0.1)
+        sock.sendall(head[split_at:])
+    response = b""
+    try:
+        while b"\r\n\r\n" not in response and (chunk := sock.recv(65536)):
+            response += chunk
+    except (ConnectionResetError, TimeoutError):
+        pass
+    sock.close()
+    return response
+
+
+REFUSED_TARGET_BYTES = [
+    ("control", b"\x01"),
+    ("tab", b"\t"),
+    ("vertical tab", b"\x0b"),  # a line break to autobahn
+    ("form feed", b"\x0c"),
+    ("record separator", b"\x1e"),
+    ("unit separator", b"\x1f"),
+    ("space", b" "),
+    ("high byte", b"\x85"),  # a line break to autobahn, refused by Daphne as not ASCII
+    ("high byte Twisted refuses", b"\xff"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "byte"), REFUSED_TARGET_BYTES, ids=[case[0] for case in REFUSED_TARGET_BYTES]
+)
+@pytest.mark.parametrize("where", ["path", "query"])
+async def test_a_target_with_a_byte_twisted_refuses_is_never_upgraded(
+    fuzz_server, sentinels, name, byte, where
+):
+    target = b"/ws/chat/Fuzz/?nickname=Fu" + byte + b"zz"
+    if where == "path":
+        target = b"/ws/chat/Fu" + byte + b"zz/?nickname=Fuzz"
+    head = _upgrade().replace(b"/ws/chat/Fuzz/?nickname=Fuzz", target, 1)
+    whole = await asyncio.to_thread(_answer, fuzz_server.port, head)
+    split = await asyncio.to_thread(_answer, fuzz_server.port, head, 10)  # Twisted's path
+    status = whole.partition(b"\r\n")[0]
+    assert status.startswith(b"HTTP/1.1 400"), (name, whole[:200])
+    assert status == split.partition(b"\r\n")[0]  # as Twisted's path answers, no echo
+
+
+async def test_del_in_a_target_gets_the_answer_of_twisteds_path(fuzz_server, sentinels):
+    # Twisted lets DEL through (docs/operations.md, Bad input): upgraded either way, then
+    # refused by the nickname check, like any other invalid nickname.
+    head = _upgrade("/ws/chat/Fuzz/?nickname=Fu\x7fzz")
+    for split_at in (None, 10):
+        sock = _open(fuzz_server.port)
+        sock.sendall(head[:split_at])
+        if split_at:
+            await asyncio.sleep(0.1)
+            sock.sendall(head[split_at:])
+        assert read_head(sock).startswith(b"HTTP/1.1 101")
+        frames, _ = await asyncio.to_thread(_read_frames, sock)
+        sock.close()
+        assert frames[0][1].startswith(b"error NICKNAME_INVALID"), frames
+        assert _close_code(frames) == 4400

@@ -2,6 +2,7 @@
 Daphne's HTTP path, which the live and fuzz tests exercise."""
 
 import pytest
+from twisted.web.http import _parseRequestLine
 
 from rooms.upgrades import MAX_HEAD_BYTES, websocket_query
 
@@ -66,3 +67,45 @@ def test_frames_sent_right_after_the_head_go_on_with_it():
 )
 def test_anything_else_takes_the_http_path(data):
     assert websocket_query(data) is None
+
+
+TARGET_BYTES = [
+    (b"\x00", "nul"),
+    (b"\x01", "control"),
+    (b"\t", "tab"),
+    (b"\x0b", "vertical-tab"),  # autobahn splits lines here
+    (b"\x0c", "form-feed"),  # and here
+    (b"\x1c", "file-separator"),  # 0x1C-0x1E too
+    (b"\x1e", "record-separator"),
+    (b"\x1f", "unit-separator"),
+    (b" ", "space"),
+    (b"\x7f", "del"),
+    (b"\x80", "high"),
+    (b"\x85", "next-line"),  # a line break to autobahn, which reads the head as Latin-1
+    (b"\xb0", "high-twisted-lets-through"),
+    (b"\xb1", "high-twisted-refuses"),
+    (b"\xff", "highest"),
+]
+
+
+@pytest.mark.parametrize(("byte", "name"), TARGET_BYTES, ids=[name for _, name in TARGET_BYTES])
+@pytest.mark.parametrize("where", [b"Room1", b"Nick"], ids=["path", "query"])
+def test_a_target_byte_outside_printable_ascii_takes_the_http_path(byte, name, where):
+    assert websocket_query(HEAD.replace(where, where + byte + b"x", 1)) is None
+
+
+def test_every_printable_ascii_byte_in_the_target_goes_straight_on():
+    printable = bytes(range(0x21, 0x7F)).replace(b"?", b"")
+    head = HEAD.replace(b"/ws/chat/Room1/", b"/ws/chat/" + printable + b"/")
+    assert websocket_query(head) == b"nickname=Nick"
+
+
+def test_no_target_byte_twisted_refuses_goes_straight_on():
+    # Twisted's own parser is the reference: a Twisted that changes its rule fails here.
+    for byte in map(int.to_bytes, range(256)):
+        line = b"GET /ws/chat/R" + byte + b"/ HTTP/1.1"
+        try:
+            _parseRequestLine(line)
+        except ValueError:
+            head = HEAD.replace(b"/ws/chat/Room1/", b"/ws/chat/R" + byte + b"/")
+            assert websocket_query(head) is None, byte
