@@ -6,6 +6,7 @@ keyed by format name, so each recipient only picks its string. docs/protocol.md 
 reference; nothing here does I/O or touches Django.
 """
 
+import re
 import unicodedata
 from dataclasses import dataclass
 from urllib.parse import parse_qs
@@ -26,6 +27,11 @@ MAX_ROOM_NAME_LENGTH = 100
 # Unicode categories refused in names: controls, unassigned, surrogates, private use,
 # and line/paragraph separators. Format characters (Cf) stay allowed for emoji sequences.
 _FORBIDDEN_CATEGORIES = {"Cc", "Cn", "Cs", "Co", "Zl", "Zp"}
+
+# Control characters refused in message text: every Cc but tab and newline (PostgreSQL
+# cannot store NUL; the others are terminal escapes and invisible), and the line and
+# paragraph separators, line breaks that only some renderers honour: "\n" is the one.
+_TEXT_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 
 Frames = dict[str, str]
 
@@ -127,7 +133,18 @@ def parse_message(text: str | None, data: bytes | None, fmt: str, max_length: in
         return WHO
     if len(text) > max_length:
         raise ClientError(errors.MESSAGE_TOO_LONG, f"Messages are at most {max_length} characters.")
+    control = _TEXT_CONTROL.search(text)
+    if control is not None:
+        raise ClientError(
+            errors.TEXT_INVALID,
+            "Messages cannot contain control characters other than tab and newline "
+            f"(found {_code_point(control.group())}).",
+        )
     return text
+
+
+def _code_point(char: str) -> str:
+    return f"U+{ord(char):04X}"
 
 
 def _parse_text_command(frame: str) -> str | Who:

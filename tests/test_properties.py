@@ -28,6 +28,7 @@ PARSE_CODES = {
     errors.JSON_INVALID,
     errors.COMMAND_INVALID,
     errors.COMMAND_UNKNOWN,
+    errors.TEXT_INVALID,
 }
 FORBIDDEN = {"Cc", "Cn", "Cs", "Co", "Zl", "Zp"}
 GROUP_NAME = re.compile(r"^[a-zA-Z0-9\-_.]{1,99}$")
@@ -103,17 +104,35 @@ def test_parse_message_returns_text_or_who_or_a_non_fatal_documented_error(text,
         assert result is protocol.WHO or (isinstance(result, str) and len(result) <= 100)
 
 
+def _has_control(text: str) -> bool:
+    return any(
+        (unicodedata.category(char) == "Cc" and char not in "\t\n") or char in "\u2028\u2029"
+        for char in text
+    )
+
+
 @examples
 @given(st.text(max_size=200))
-def test_json_message_command_round_trips_any_text(text):
+def test_json_message_command_round_trips_any_text_without_control_characters(text):
     frame = orjson.dumps({"type": "message", "text": text}).decode()
-    assert protocol.parse_message(frame, None, protocol.JSON, 1000) == text
+    try:
+        assert protocol.parse_message(frame, None, protocol.JSON, 1000) == text
+    except ClientError as error:
+        assert _has_control(text) and error.code == errors.TEXT_INVALID
+    else:
+        assert not _has_control(text)
 
 
 @examples
 @given(st.text(max_size=200).filter(lambda text: not text.startswith("/")))
-def test_text_frames_are_relayed_verbatim(text):
-    assert protocol.parse_message(text, None, protocol.TEXT, 1000) == text
+def test_text_frames_are_relayed_verbatim_unless_they_hold_a_control_character(text):
+    try:
+        assert protocol.parse_message(text, None, protocol.TEXT, 1000) == text
+    except ClientError as error:
+        assert _has_control(text) and error.code == errors.TEXT_INVALID
+        assert error.close_code is None
+    else:
+        assert not _has_control(text)
 
 
 @examples

@@ -96,6 +96,43 @@ def test_invalid_frames_raise_non_fatal_errors(text, data, fmt, code):
     assert caught.value.close_code is None
 
 
+CONTROL_TEXTS = [
+    ("NUL", "bad\x00char", "U+0000"),
+    ("escape", "\x1b[2Jcleared", "U+001B"),
+    ("carriage return", "line\r\nbreak", "U+000D"),
+    ("vertical tab", "a\x0bb", "U+000B"),
+    ("DEL", "x\x7f", "U+007F"),
+    ("C1 next line", "a\x85b", "U+0085"),
+    ("C1 CSI", "\x9b31m", "U+009B"),
+    ("line separator", "a\u2028b", "U+2028"),
+    ("paragraph separator", "a\u2029b", "U+2029"),
+]
+
+
+@pytest.mark.parametrize("fmt", protocol.FORMATS)
+@pytest.mark.parametrize(
+    ("text", "found"), [case[1:] for case in CONTROL_TEXTS], ids=[case[0] for case in CONTROL_TEXTS]
+)
+def test_control_characters_in_message_text_are_refused_without_closing(text, found, fmt):
+    frame = orjson.dumps({"type": "message", "text": text}).decode() if fmt == "json" else text
+    with pytest.raises(ClientError) as caught:
+        protocol.parse_message(frame, None, fmt, MAX)
+    assert caught.value.code == errors.TEXT_INVALID
+    assert caught.value.close_code is None
+    assert f"(found {found})" in caught.value.message
+
+
+@pytest.mark.parametrize("fmt", protocol.FORMATS)
+@pytest.mark.parametrize(
+    "text",
+    ["tab\there", "two\nlines", "\t\n", "emoji 👩‍💻 ❤️", "\u200bzero width", "\u202ertl"],
+    ids=["tab", "newline", "only tab and newline", "emoji", "zero width space", "bidi override"],
+)
+def test_tab_newline_and_other_format_characters_pass_in_message_text(text, fmt):
+    frame = orjson.dumps({"type": "message", "text": text}).decode() if fmt == "json" else text
+    assert protocol.parse_message(frame, None, fmt, MAX) == text
+
+
 def test_events_are_encoded_as_the_seed_in_text():
     assert protocol.joined("Room1", "Nick", 1)["text"] == "Nick joined Room1"
     assert protocol.message("Room1", "Nick", "hi", 7, 1)["text"] == "Nick: hi"

@@ -27,6 +27,7 @@
     FORMAT_INVALID: "The page asked for an unknown format.",
     NOT_FOUND: "There is no chat at this address.",
     MESSAGE_TOO_LONG: "Your message is too long.",
+    TEXT_INVALID: "Your message contains a character that can't be sent.",
     RATE_LIMITED: "You are sending messages too fast.",
     JSON_INVALID: "The server could not read a message from this page.",
     COMMAND_INVALID: "The server could not read a message from this page.",
@@ -338,8 +339,16 @@
     connect();
   });
 
+  // The server refuses control characters other than tab and newline (TEXT_INVALID):
+  // line breaks pasted as CR, CRLF or U+2028/U+2029 become newlines, the rest goes.
+  function sendable(text) {
+    return text
+      .replace(/\r\n?|[\u2028\u2029]/g, "\n")
+      .replace(/[\u0000-\u0008\u000B-\u001F\u007F-\u009F]/g, "");
+  }
+
   function sendMessage() {
-    const text = ui.input.value;
+    const text = sendable(ui.input.value);
     if (!text.trim()) return;
     const length = [...text].length; // the server counts characters, not UTF-16 units
     if (length > limits.maxMessageLength) {
