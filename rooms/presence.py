@@ -55,16 +55,18 @@ class InProcessPresence:
     async def claim(self, room: str, group: str, nickname: str, channel: str) -> None:
         """Make `nickname` this channel's in the room, or raise NICKNAME_TAKEN."""
         members = self._rooms.setdefault(group, {})
-        if nickname.casefold() in members:
+        key = protocol.nickname_key(nickname)
+        if key in members:
             raise nickname_taken(nickname)
-        members[nickname.casefold()] = (nickname, channel)
+        members[key] = (nickname, channel)
         self._names[group] = room
 
     async def release(self, room: str, group: str, nickname: str, channel: str) -> None:
         """Free the nickname, if this channel still holds it."""
         members = self._rooms.get(group, {})
-        if members.get(nickname.casefold(), (None, None))[1] == channel:
-            del members[nickname.casefold()]
+        key = protocol.nickname_key(nickname)
+        if members.get(key, (None, None))[1] == channel:
+            del members[key]
         if not members:
             self._rooms.pop(group, None)
             self._names.pop(group, None)
@@ -171,7 +173,7 @@ class RedisPresence:
             self._key("members", group),
             self._key("proc", self.process_id),
             self._key("active"),
-            nickname.casefold(),
+            protocol.nickname_key(nickname),
             self._entry(room, nickname, channel),
             group,
             room,
@@ -186,7 +188,7 @@ class RedisPresence:
             2,
             self._key("members", group),
             self._key("active"),
-            nickname.casefold(),
+            protocol.nickname_key(nickname),
             self._entry(room, nickname, channel),
             group,
         )

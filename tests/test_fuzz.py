@@ -18,7 +18,7 @@ import orjson
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.clients import join, read_head, recv
+from tests.clients import chat_path, join, read_head, recv
 from tests.servers import Server
 
 HANDSHAKE_TIMEOUT = 2
@@ -246,6 +246,36 @@ async def test_control_characters_in_a_text_frame_get_an_error_and_the_session_g
     frames, _ = await asyncio.to_thread(_read_frames, sock)
     sock.close()
     assert _close_code(frames) == 1000
+
+
+HIDDEN_NAMES = [
+    ("right-to-left override nickname", "Fuzz", "\u202enimda", "NICKNAME_INVALID"),
+    ("isolates around a nickname", "Fuzz", "\u2066Bob\u2069", "NICKNAME_INVALID"),
+    ("zero-width space nickname", "Fuzz", "\u200b", "NICKNAME_INVALID"),
+    ("zero-width joiner in a nickname", "Fuzz", "Al\u200dice", "NICKNAME_INVALID"),
+    ("hangul filler nickname", "Fuzz", "\u3164", "NICKNAME_INVALID"),
+    ("braille blank nickname", "Fuzz", "\u2800", "NICKNAME_INVALID"),
+    ("byte order mark in a nickname", "Fuzz", "\ufeffBob", "NICKNAME_INVALID"),
+    ("tag characters in a nickname", "Fuzz", "Bob\U000e0041", "NICKNAME_INVALID"),
+    ("nickname without a letter", "Fuzz", "👩\u200d💻", "NICKNAME_INVALID"),
+    ("right-to-left override room", "\u202emoor", "Fuzz", "ROOM_INVALID"),
+    ("arabic letter mark room", "Room\u061c", "Fuzz", "ROOM_INVALID"),
+    ("invisible room", "\u3164\u200b", "Fuzz", "ROOM_INVALID"),
+    ("room without a letter", "🍳", "Fuzz", "ROOM_INVALID"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "room", "nickname", "code"), HIDDEN_NAMES, ids=[case[0] for case in HIDDEN_NAMES]
+)
+async def test_bidi_and_invisible_names_are_refused_at_the_handshake(
+    fuzz_server, sentinels, name, room, nickname, code
+):
+    sock = _handshake(fuzz_server.port, chat_path(room, nickname))
+    frames, _ = await asyncio.to_thread(_read_frames, sock)
+    sock.close()
+    assert frames[0][0] == 0x1 and frames[0][1].decode().startswith(f"error {code}: "), name
+    assert _close_code(frames) == 4400
 
 
 BAD_HANDSHAKES = [
