@@ -82,7 +82,8 @@ def test_room_page_shows_the_room_name_as_text(client):
     assert response.status_code == 200
     html = response.content.decode()
     assert "<title>&lt;b&gt;R&amp;D · rooms</title>" in html
-    assert 'title="&lt;b&gt;R&amp;D">&lt;b&gt;R&amp;D</h1>' in html
+    assert 'title="&lt;b&gt;R&amp;D"><bdi>&lt;b&gt;R&amp;D</bdi></h1>' in html
+    assert "Your nickname in <bdi>&lt;b&gt;R&amp;D</bdi>" in html
     assert '"\\u003Cb\\u003ER\\u0026D"</script>' in html
     assert '"\\"\\u003E\\u003Ci\\u003Ex"</script>' in html
     assert "<b>" not in html and "<i>" not in html
