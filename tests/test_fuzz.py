@@ -225,26 +225,28 @@ async def test_control_characters_in_a_text_frame_get_an_error_and_the_session_g
     fuzz_server, sentinels, name, fmt, payload, code
 ):
     sock = _handshake(fuzz_server.port, f"/ws/chat/Controls/?nickname=Fuzz&format={fmt}&history=0")
-    joined = await asyncio.to_thread(_read_text, sock)
-    if fmt == "json":
-        assert orjson.loads(joined)["type"] == "welcome"
-        joined = orjson.loads(await asyncio.to_thread(_read_text, sock))
-        assert (joined["type"], joined["nickname"]) == ("join", "Fuzz")
-    else:
-        assert joined == "Fuzz joined Controls"
-    sock.sendall(frame(0x1, payload))
-    error = await asyncio.to_thread(_read_text, sock)
-    if fmt == "json":
-        assert (orjson.loads(error)["code"], orjson.loads(error)["close"]) == (code, None), name
-        sock.sendall(frame(0x1, b'{"type": "message", "text": "after"}'))
-        assert orjson.loads(await asyncio.to_thread(_read_text, sock))["text"] == "after"
-    else:
-        assert error.startswith(f"error {code}: "), (name, error)
-        sock.sendall(frame(0x1, b"after"))
-        assert await asyncio.to_thread(_read_text, sock) == "Fuzz: after"
-    sock.sendall(frame(0x8, struct.pack("!H", 1000)))
-    frames, _ = await asyncio.to_thread(_read_frames, sock)
-    sock.close()
+    try:  # closed whatever happens: the next case joins under the same nickname
+        joined = await asyncio.to_thread(_read_text, sock)
+        if fmt == "json":
+            assert orjson.loads(joined)["type"] == "welcome"
+            joined = orjson.loads(await asyncio.to_thread(_read_text, sock))
+            assert (joined["type"], joined["nickname"]) == ("join", "Fuzz")
+        else:
+            assert joined == "Fuzz joined Controls"
+        sock.sendall(frame(0x1, payload))
+        error = await asyncio.to_thread(_read_text, sock)
+        if fmt == "json":
+            assert (orjson.loads(error)["code"], orjson.loads(error)["close"]) == (code, None)
+            sock.sendall(frame(0x1, b'{"type": "message", "text": "after"}'))
+            assert orjson.loads(await asyncio.to_thread(_read_text, sock))["text"] == "after"
+        else:
+            assert error.startswith(f"error {code}: "), (name, error)
+            sock.sendall(frame(0x1, b"after"))
+            assert await asyncio.to_thread(_read_text, sock) == "Fuzz: after"
+        sock.sendall(frame(0x8, struct.pack("!H", 1000)))
+        frames, _ = await asyncio.to_thread(_read_frames, sock)
+    finally:
+        sock.close()
     assert _close_code(frames) == 1000
 
 
