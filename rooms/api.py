@@ -82,7 +82,7 @@ async def _last_message(room: str) -> tuple[int, int] | None:
 async def room(request: HttpRequest, name: str) -> HttpResponse:
     """One room: its members, member count, last activity and last message id."""
     try:
-        protocol.parse_room(name)
+        name = protocol.parse_room(name)
     except ClientError as error:
         return _error(error)
     members = await get_presence().members(room_group(name))
@@ -112,7 +112,7 @@ def _not_found(name: str) -> ClientError:
 async def messages(request: HttpRequest, name: str) -> HttpResponse:
     """A page of a room's messages, oldest first: the newest `limit` with id < `before`."""
     try:
-        protocol.parse_room(name)
+        name = protocol.parse_room(name)
         before = _integer(request, "before", None, 1, history.NEWEST)
         limit = _integer(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     except ClientError as error:

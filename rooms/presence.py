@@ -1,4 +1,5 @@
-"""Who is in which room, with nicknames unique per room (compared case-insensitively).
+"""Who is in which room, with nicknames unique per room: two nicknames are the same when
+their `protocol.nickname_key` is (case, width and look-alike characters folded).
 
 Two implementations of one small interface: in this process's memory (the in-memory
 layer), and in Redis, shared by every process. In Redis each process holds its members
@@ -7,7 +8,7 @@ misses its heartbeat for PRESENCE_TTL seconds is dead, and the next heartbeat of
 live process removes its members and announces their leave (so within PRESENCE_TTL plus
 one heartbeat period). Keys, all under REDIS_PREFIX:
 
-    <p>:members:<group>   hash   casefolded nickname -> {"n", "p", "c", "r", "t"} (JSON)
+    <p>:members:<group>   hash   nickname key -> {"n", "p", "c", "r", "t"} (JSON)
     <p>:procs             zset   process id -> heartbeat deadline (ms, Redis clock)
     <p>:proc:<id>         set    groups where that process has members
     <p>:active            hash   group -> room name, for every room with members
@@ -67,16 +68,18 @@ class InProcessPresence:
     async def claim(self, room: str, group: str, nickname: str, channel: str) -> None:
         """Make `nickname` this channel's in the room, or raise NICKNAME_TAKEN."""
         members = self._rooms.setdefault(group, {})
-        if nickname.casefold() in members:
+        key = protocol.nickname_key(nickname)
+        if key in members:
             raise nickname_taken(nickname)
-        members[nickname.casefold()] = (nickname, channel)
+        members[key] = (nickname, channel)
         self._names[group] = room
 
     async def release(self, room: str, group: str, nickname: str, channel: str) -> None:
         """Free the nickname, if this channel still holds it."""
         members = self._rooms.get(group, {})
-        if members.get(nickname.casefold(), (None, None))[1] == channel:
-            del members[nickname.casefold()]
+        key = protocol.nickname_key(nickname)
+        if members.get(key, (None, None))[1] == channel:
+            del members[key]
         if not members:
             self._rooms.pop(group, None)
             self._names.pop(group, None)
@@ -95,7 +98,7 @@ class InProcessPresence:
 
 _CLAIM = """
 -- KEYS: 1 members hash, 2 this process's groups, 3 active rooms
--- ARGV: 1 casefolded nickname, 2 member entry, 3 group, 4 room name
+-- ARGV: 1 nickname key, 2 member entry, 3 group, 4 room name
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then
   return 0
 end
@@ -105,7 +108,7 @@ return 1
 """
 
 _RELEASE = """
--- KEYS: 1 members hash, 2 active rooms; ARGV: 1 casefolded nickname, 2 member entry, 3 group
+-- KEYS: 1 members hash, 2 active rooms; ARGV: 1 nickname key, 2 member entry, 3 group
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
   redis.call('HDEL', KEYS[1], ARGV[1])
 end
@@ -116,7 +119,7 @@ end
 
 _RESTORE = """
 -- KEYS: 1 members hash, 2 this process's groups, 3 active rooms
--- ARGV: 1 casefolded nickname, 2 member entry, 3 group, 4 room name, 5 claimed at (ms),
+-- ARGV: 1 nickname key, 2 member entry, 3 group, 4 room name, 5 claimed at (ms),
 --       6 '1': take the name from a later claim
 -- Returns {1, the entry it was taken from or ''} when the name is this entry's again,
 -- {2, ''} when it still was, {0, the holder's entry} when another claim keeps it.
@@ -216,7 +219,7 @@ class RedisPresence:
         """Make `nickname` this channel's in the room, atomically, or raise NICKNAME_TAKEN."""
         await self._ensure_heartbeat()
         since = now_ms()
-        key = nickname.casefold()
+        key = protocol.nickname_key(nickname)
         entry = orjson.dumps(
             {"n": nickname, "p": self.process_id, "c": channel, "r": room, "t": since}
         )

@@ -38,7 +38,7 @@ def enter(request: HttpRequest) -> HttpResponse:
     room = request.GET.get("room", "").strip()
     nickname = request.GET.get("nickname", "").strip()
     try:
-        protocol.parse_room(room)
+        room = protocol.parse_room(room)
         protocol.parse_nickname(nickname)
     except ClientError as error:
         return _lobby(request, error.message, 400, room=room, nickname=nickname)
@@ -50,7 +50,7 @@ def enter(request: HttpRequest) -> HttpResponse:
 def room(request: HttpRequest, room_name: str) -> HttpResponse:
     """One room's chat page; the nickname comes from ?nickname= or is asked for."""
     try:
-        protocol.parse_room(room_name)
+        room_name = protocol.parse_room(room_name)
     except ClientError as error:
         return _lobby(request, error.message, 400, room=room_name)
     context = {"room": room_name, "nickname": request.GET.get("nickname", ""), **_limits()}

@@ -70,6 +70,12 @@ BAD_REQUESTS = [
     ("/api/rooms/Room1/messages?limit=ten", 400, "PARAMETER_INVALID"),
     ("/api/rooms/Room1/messages?before=0", 400, "PARAMETER_INVALID"),
     ("/api/rooms/Room1/messages?before=-3", 400, "PARAMETER_INVALID"),
+    # The names the WebSocket handshake refuses: bidi, invisible, no letter or digit.
+    *(
+        (f"/api/rooms/{quote(room)}/{tail}", 400, "ROOM_INVALID")
+        for room in ("\u202emoor", "Ro\u200bom", "\u3164", "🍳")
+        for tail in ("", "messages")
+    ),
 ]
 
 
@@ -83,6 +89,22 @@ async def test_bad_requests_get_a_clear_4xx_and_the_server_goes_on(start_server)
         assert body["error"]["message"]
     await nick.send("still here")
     assert await recv(nick) == "Nick: still here"
+    await nick.close()
+
+
+async def test_a_room_is_found_under_any_canonically_equivalent_spelling(start_server):
+    server = start_server("daphne")
+    nick = await join(server, "Cafe\u0301", "Nick")  # NFD: the room is "Café"
+    assert await recv(nick) == "Nick joined Café"
+    await nick.send("bonjour")
+    assert await recv(nick) == "Nick: bonjour"
+    for spelling in ("Café", "Cafe\u0301"):
+        status, room = get_json(server, f"/api/rooms/{quote(spelling)}/")
+        assert (status, room["name"], room["members"]) == (200, "Café", ["Nick"])
+        _, page = get_json(server, f"/api/rooms/{quote(spelling)}/messages")
+        assert [message["text"] for message in page["messages"]] == ["bonjour"]
+    _, rooms = get_json(server, "/api/rooms")
+    assert [room["name"] for room in rooms["rooms"]] == ["Café"]
     await nick.close()
 
 

@@ -200,6 +200,27 @@ async def test_html_in_a_nickname_room_or_message_shows_as_text(visit, server):
     await expect(evil.locator("#me")).to_have_text(f"as {nickname}")
 
 
+async def test_every_name_a_user_chose_is_shown_inside_bdi(visit, server):
+    room, dana = "חדר 1", "דנה"  # right-to-left names: unisolated, they reorder the words around
+    alex = await enter_room(await visit(), server, room, "Alex")
+    other = await enter_room(await visit(), server, room, dana)
+    await say(other, "shalom")
+    await expect_messages(alex, [(dana, "shalom")])
+    assert await alex.locator(".message .nick").evaluate("nick => nick.tagName") == "BDI"
+    await expect(alex.locator(".notice span")).to_have_text(
+        [f"You joined {room} as Alex.", f"{dana} joined"]
+    )
+    await expect(alex.locator(".notice span bdi")).to_have_text([room, "Alex", dana])
+    await expect(alex.locator("#members li > bdi")).to_have_text(["Alex", dana])
+    await expect(alex.locator("#room-name > bdi")).to_have_text(room)
+    await expect(alex.locator("#me > bdi")).to_have_text("Alex")
+    await other.context.close()
+    await expect(alex.locator('.notice[data-kind="leave"] span > bdi')).to_have_text([dana])
+    lobby = await visit()
+    await lobby.goto(server.http("/"))
+    await expect(lobby.locator("#rooms bdi.room-name")).to_have_text([room])
+
+
 async def test_the_page_reconnects_after_the_server_restarts_without_losing_or_repeating(
     visit, server
 ):

@@ -96,13 +96,18 @@ async def test_bad_handshake_gets_an_error_frame_and_close_4400(room, nickname, 
     member = await communicator("Room1", "Member")
     await member.receive_from()
     bad = await communicator(room, nickname, **query)
-    assert await bad.receive_from() == f"error {code}: " + (await _message_of(code))
+    assert await bad.receive_from() == f"error {code}: " + (await _message_of(code, nickname))
     assert (await bad.receive_output())["code"] == errors.WS_4400_BAD_REQUEST
     assert await member.receive_nothing(0.1)
     await member.disconnect()
 
 
-async def _message_of(code: str) -> str:
+async def _message_of(code: str, nickname: str | None) -> str:
+    if nickname == "Ni\x07ck":
+        return (
+            "Nicknames cannot contain invisible, control, unassigned or direction-changing "
+            "characters (found U+0007)."
+        )
     return {
         errors.NICKNAME_REQUIRED: "No nickname specified.",
         errors.NICKNAME_INVALID: "Nicknames are 1 to 32 printable characters.",

@@ -14,10 +14,11 @@ import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 
+import orjson
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.clients import join, read_head, recv
+from tests.clients import chat_path, join, read_head, recv
 from tests.servers import Server
 
 HANDSHAKE_TIMEOUT = 2
@@ -82,9 +83,9 @@ def _upgrade(path: str = "/ws/chat/Fuzz/?nickname=Fuzz", **headers: str) -> byte
     return (head + "\r\n").encode()
 
 
-def _handshake(port: int) -> socket.socket:
+def _handshake(port: int, path: str = "/ws/chat/Fuzz/?nickname=Fuzz") -> socket.socket:
     sock = _open(port)
-    sock.sendall(_upgrade())
+    sock.sendall(_upgrade(path))
     response = read_head(sock)
     assert response.startswith(b"HTTP/1.1 101"), response
     return sock
@@ -194,6 +195,91 @@ async def test_fragmented_message_with_a_ping_between_fragments_is_one_message(
     assert _close_code(frames) == 1000
 
 
+CONTROL_TEXT = [
+    ("NUL", "text", b"bad\x00char", "TEXT_INVALID"),
+    ("terminal escapes", "text", b"\x1b[2J\x1b[31mred", "TEXT_INVALID"),
+    ("every C0 control but tab and newline", "text", bytes(range(32)), "TEXT_INVALID"),
+    ("DEL", "text", b"x\x7f", "TEXT_INVALID"),
+    ("C1 control", "text", "a\x85b\x9b".encode(), "TEXT_INVALID"),
+    ("line separator", "text", "a\u2028b".encode(), "TEXT_INVALID"),
+    ("escaped NUL in JSON", "json", b'{"type": "message", "text": "a\\u0000b"}', "TEXT_INVALID"),
+    (
+        "escaped escape in JSON",
+        "json",
+        b'{"type": "message", "text": "\\u001b[0m"}',
+        "TEXT_INVALID",
+    ),
+    (
+        "raw control in a JSON string",
+        "json",
+        b'{"type": "message", "text": "a\x01b"}',
+        "JSON_INVALID",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "payload", "code"), CONTROL_TEXT, ids=[case[0] for case in CONTROL_TEXT]
+)
+async def test_control_characters_in_a_text_frame_get_an_error_and_the_session_goes_on(
+    fuzz_server, sentinels, name, fmt, payload, code
+):
+    sock = _handshake(fuzz_server.port, f"/ws/chat/Controls/?nickname=Fuzz&format={fmt}&history=0")
+    try:  # closed whatever happens: the next case joins under the same nickname
+        joined = await asyncio.to_thread(_read_text, sock)
+        if fmt == "json":
+            assert orjson.loads(joined)["type"] == "welcome"
+            joined = orjson.loads(await asyncio.to_thread(_read_text, sock))
+            assert (joined["type"], joined["nickname"]) == ("join", "Fuzz")
+        else:
+            assert joined == "Fuzz joined Controls"
+        sock.sendall(frame(0x1, payload))
+        error = await asyncio.to_thread(_read_text, sock)
+        if fmt == "json":
+            assert (orjson.loads(error)["code"], orjson.loads(error)["close"]) == (code, None)
+            sock.sendall(frame(0x1, b'{"type": "message", "text": "after"}'))
+            assert orjson.loads(await asyncio.to_thread(_read_text, sock))["text"] == "after"
+        else:
+            assert error.startswith(f"error {code}: "), (name, error)
+            sock.sendall(frame(0x1, b"after"))
+            assert await asyncio.to_thread(_read_text, sock) == "Fuzz: after"
+        sock.sendall(frame(0x8, struct.pack("!H", 1000)))
+        frames, _ = await asyncio.to_thread(_read_frames, sock)
+    finally:
+        sock.close()
+    assert _close_code(frames) == 1000
+
+
+HIDDEN_NAMES = [
+    ("right-to-left override nickname", "Fuzz", "\u202enimda", "NICKNAME_INVALID"),
+    ("isolates around a nickname", "Fuzz", "\u2066Bob\u2069", "NICKNAME_INVALID"),
+    ("zero-width space nickname", "Fuzz", "\u200b", "NICKNAME_INVALID"),
+    ("zero-width joiner in a nickname", "Fuzz", "Al\u200dice", "NICKNAME_INVALID"),
+    ("hangul filler nickname", "Fuzz", "\u3164", "NICKNAME_INVALID"),
+    ("braille blank nickname", "Fuzz", "\u2800", "NICKNAME_INVALID"),
+    ("byte order mark in a nickname", "Fuzz", "\ufeffBob", "NICKNAME_INVALID"),
+    ("tag characters in a nickname", "Fuzz", "Bob\U000e0041", "NICKNAME_INVALID"),
+    ("nickname without a letter", "Fuzz", "👩\u200d💻", "NICKNAME_INVALID"),
+    ("right-to-left override room", "\u202emoor", "Fuzz", "ROOM_INVALID"),
+    ("arabic letter mark room", "Room\u061c", "Fuzz", "ROOM_INVALID"),
+    ("invisible room", "\u3164\u200b", "Fuzz", "ROOM_INVALID"),
+    ("room without a letter", "🍳", "Fuzz", "ROOM_INVALID"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "room", "nickname", "code"), HIDDEN_NAMES, ids=[case[0] for case in HIDDEN_NAMES]
+)
+async def test_bidi_and_invisible_names_are_refused_at_the_handshake(
+    fuzz_server, sentinels, name, room, nickname, code
+):
+    sock = _handshake(fuzz_server.port, chat_path(room, nickname))
+    frames, _ = await asyncio.to_thread(_read_frames, sock)
+    sock.close()
+    assert frames[0][0] == 0x1 and frames[0][1].decode().startswith(f"error {code}: "), name
+    assert _close_code(frames) == 4400
+
+
 BAD_HANDSHAKES = [
     ("binary garbage", os.urandom(64) + b"\r\n\r\n"),
     ("no request line", b"\r\n\r\n"),
@@ -250,9 +336,11 @@ async def test_a_handshake_in_pieces_or_with_frames_behind_it_joins_like_any_oth
 
 
 def _read_text(sock: socket.socket) -> str:
-    """One short unmasked text frame from the server."""
+    """One unmasked text frame from the server, under 64 KiB."""
     opcode, length = sock.recv(2, socket.MSG_WAITALL)
-    assert opcode == 0x81 and length < 126
+    assert opcode == 0x81 and length <= 126
+    if length == 126:
+        length = struct.unpack("!H", sock.recv(2, socket.MSG_WAITALL))[0]
     return sock.recv(length, socket.MSG_WAITALL).decode()
 
 

@@ -9,6 +9,7 @@ from websockets.exceptions import ConnectionClosed
 
 from rooms import errors
 from tests.clients import assert_silent, join, recv, recv_json, recv_n
+from tests.test_history import wait_stored
 
 
 async def test_seed_how_to_test_flow(daphne):
@@ -134,6 +135,43 @@ async def test_bad_frames_are_answered_and_nothing_else_is_harmed(daphne):
     await nick.send(orjson.dumps({"type": "message", "text": "ok"}).decode())
     assert (await recv_json(nick))["text"] == "ok"
     assert await recv(other) == "Nick: ok"
+    await nick.close()
+    await other.close()
+
+
+async def test_a_control_character_is_refused_and_the_next_message_is_delivered_and_stored(
+    start_server, any_database_url
+):
+    # PostgreSQL cannot store NUL in a text column: before TEXT_INVALID such a message
+    # reached the room, and then failed its batch's write.
+    server = start_server("daphne", DATABASE_URL=any_database_url, FLUSH_INTERVAL_MS="50")
+    other = await join(server, "Room1", "Other")
+    await recv(other)
+    nick = await join(server, "Room1", "Nick", format="json")
+    await recv_n(nick, 2)
+    await recv(other)
+    explanation = (
+        "Messages cannot contain control characters other than tab and newline (found U+0000)."
+    )
+    await nick.send(orjson.dumps({"type": "message", "text": "bad\u0000char"}).decode())
+    assert await recv_json(nick) == {
+        "type": "error",
+        "code": errors.TEXT_INVALID,
+        "message": explanation,
+        "close": None,
+    }
+    await other.send("text\x00too")
+    assert await recv(other) == f"error TEXT_INVALID: {explanation}"
+    await assert_silent(other)
+    await assert_silent(nick)
+    await nick.send(orjson.dumps({"type": "message", "text": "good\tafter\nall"}).decode())
+    assert (await recv_json(nick))["text"] == "good\tafter\nall"
+    assert await recv(other) == "Nick: good\tafter\nall"
+    await other.send("and in text")
+    assert (await recv_json(nick))["text"] == "and in text"
+    assert await recv(other) == "Other: and in text"
+    rows = await asyncio.to_thread(wait_stored, any_database_url, "Room1", 2)
+    assert rows == [(1, "Nick", "good\tafter\nall"), (2, "Other", "and in text")]
     await nick.close()
     await other.close()
 

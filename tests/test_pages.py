@@ -46,6 +46,25 @@ def test_join_form_sends_the_browser_to_the_rooms_own_address(client):
         ("a/b", "Nick", "Room names are 1 to 100 printable characters, without &#x27;/&#x27;."),
         ("Room1", "", "No nickname specified."),
         ("Room1", "N" * 33, "Nicknames are 1 to 32 printable characters."),
+        (
+            "Room1",
+            "\u202enimda",
+            "Nicknames cannot contain invisible, control, unassigned or direction-changing "
+            "characters (found U+202E).",
+        ),
+        (
+            "Room1",
+            "\u3164",
+            "Nicknames cannot contain invisible, control, unassigned or "
+            "direction-changing characters (found U+3164).",
+        ),  # fmt: skip
+        (
+            "Ro\u200bom",
+            "Nick",
+            "Room names cannot contain invisible, control, unassigned or "
+            "direction-changing characters (found U+200B).",
+        ),  # fmt: skip
+        ("🍳", "Nick", "Room names need at least one letter or digit."),
     ],
 )
 def test_join_form_with_an_invalid_room_or_nickname_says_why_and_keeps_the_values(
@@ -63,10 +82,17 @@ def test_room_page_shows_the_room_name_as_text(client):
     assert response.status_code == 200
     html = response.content.decode()
     assert "<title>&lt;b&gt;R&amp;D · rooms</title>" in html
-    assert 'title="&lt;b&gt;R&amp;D">&lt;b&gt;R&amp;D</h1>' in html
+    assert 'title="&lt;b&gt;R&amp;D"><bdi>&lt;b&gt;R&amp;D</bdi></h1>' in html
+    assert "Your nickname in <bdi>&lt;b&gt;R&amp;D</bdi>" in html
     assert '"\\u003Cb\\u003ER\\u0026D"</script>' in html
     assert '"\\"\\u003E\\u003Ci\\u003Ex"</script>' in html
     assert "<b>" not in html and "<i>" not in html
+
+
+def test_join_form_sends_an_nfd_room_name_to_its_nfc_address(client):
+    response = client.get("/chat/", {"room": "Cafe\u0301", "nickname": "Nick"})
+    assert response.status_code == 302
+    assert response["Location"] == f"/chat/{quote('Café', safe='')}/?nickname=Nick"
 
 
 def test_room_page_for_an_invalid_room_name_is_refused_with_a_reason(client):

@@ -87,6 +87,22 @@ async def test_a_taken_nickname_is_refused_with_4409_and_frees_when_its_holder_l
     await elsewhere.close()
 
 
+async def test_a_look_alike_of_a_members_nickname_is_refused_with_4409(daphne):
+    holder = await join(daphne, "Room1", "Alice")
+    assert await recv(holder) == "Alice joined Room1"
+    for look_alike in ("\u0410lice", "Ａｌｉｃｅ", "ALICE", "Al\u0456ce"):  # Cyrillic А, і
+        await assert_refused_as_taken(await join(daphne, "Room1", look_alike), look_alike)
+    await assert_silent(holder)
+    alicia = await join(daphne, "Room1", "Alicia")
+    assert await recv(alicia) == "Alicia joined Room1"
+    await holder.close()
+    assert await recv(alicia) == "Alice left the room"
+    cyrillic = await join(daphne, "Room1", "\u0410lice")  # free again: shown as typed
+    assert await recv(cyrillic) == "\u0410lice joined Room1"
+    await cyrillic.close()
+    await alicia.close()
+
+
 @pytest.fixture
 def two_servers(start_server, redis_env):
     env = {**redis_env, "PRESENCE_TTL": str(TTL)}
@@ -117,6 +133,20 @@ async def test_members_and_nicknames_are_shared_across_processes(two_servers):
     assert await recv(again) == "nick joined Room1"
     await again.close()
     await alex.close()
+
+
+@pytest.mark.redis
+async def test_look_alike_nicknames_collide_across_processes(two_servers):
+    a, b = two_servers
+    holder = await join(a, "Room1", "Zoë")
+    assert await recv(holder) == "Zoë joined Room1"
+    for look_alike in ("Zoe\u0308", "ZO\u0415\u0308", "Ｚｏë"):  # NFD, Cyrillic Е, fullwidth
+        await assert_refused_as_taken(await join(b, "Room1", look_alike), look_alike)
+    await assert_silent(holder)
+    await holder.close()
+    again = await join(b, "Room1", "Zoe\u0308")  # released under the same key
+    assert await recv(again) == "Zoe\u0308 joined Room1"
+    await again.close()
 
 
 @pytest.mark.redis

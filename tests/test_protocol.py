@@ -96,6 +96,43 @@ def test_invalid_frames_raise_non_fatal_errors(text, data, fmt, code):
     assert caught.value.close_code is None
 
 
+CONTROL_TEXTS = [
+    ("NUL", "bad\x00char", "U+0000"),
+    ("escape", "\x1b[2Jcleared", "U+001B"),
+    ("carriage return", "line\r\nbreak", "U+000D"),
+    ("vertical tab", "a\x0bb", "U+000B"),
+    ("DEL", "x\x7f", "U+007F"),
+    ("C1 next line", "a\x85b", "U+0085"),
+    ("C1 CSI", "\x9b31m", "U+009B"),
+    ("line separator", "a\u2028b", "U+2028"),
+    ("paragraph separator", "a\u2029b", "U+2029"),
+]
+
+
+@pytest.mark.parametrize("fmt", protocol.FORMATS)
+@pytest.mark.parametrize(
+    ("text", "found"), [case[1:] for case in CONTROL_TEXTS], ids=[case[0] for case in CONTROL_TEXTS]
+)
+def test_control_characters_in_message_text_are_refused_without_closing(text, found, fmt):
+    frame = orjson.dumps({"type": "message", "text": text}).decode() if fmt == "json" else text
+    with pytest.raises(ClientError) as caught:
+        protocol.parse_message(frame, None, fmt, MAX)
+    assert caught.value.code == errors.TEXT_INVALID
+    assert caught.value.close_code is None
+    assert f"(found {found})" in caught.value.message
+
+
+@pytest.mark.parametrize("fmt", protocol.FORMATS)
+@pytest.mark.parametrize(
+    "text",
+    ["tab\there", "two\nlines", "\t\n", "emoji 👩‍💻 ❤️", "\u200bzero width", "\u202ertl"],
+    ids=["tab", "newline", "only tab and newline", "emoji", "zero width space", "bidi override"],
+)
+def test_tab_newline_and_other_format_characters_pass_in_message_text(text, fmt):
+    frame = orjson.dumps({"type": "message", "text": text}).decode() if fmt == "json" else text
+    assert protocol.parse_message(frame, None, fmt, MAX) == text
+
+
 def test_events_are_encoded_as_the_seed_in_text():
     assert protocol.joined("Room1", "Nick", 1)["text"] == "Nick joined Room1"
     assert protocol.message("Room1", "Nick", "hi", 7, 1)["text"] == "Nick: hi"
@@ -237,3 +274,174 @@ def test_member_lists_and_gaps_are_encoded_per_format(fmt, members, gap):
 )
 def test_the_error_format_follows_the_request_even_when_it_is_invalid(query, expected):
     assert protocol.requested_format(query) == expected
+
+
+def _cases(table: list[tuple]) -> dict:
+    """parametrize arguments for a table whose first column is each case's id."""
+    return {"argvalues": [case[1:] for case in table], "ids": [case[0] for case in table]}
+
+
+VALID_NICKNAMES = [
+    ("ascii", "Alice", "Alice"),
+    ("surrounding whitespace dropped", "  Alice \t", "Alice"),
+    ("inner space", "Alex 2", "Alex 2"),
+    ("accents, as typed (NFD kept)", "Zoe\u0308", "Zoe\u0308"),
+    ("cyrillic", "Élodie Кузнецова", "Élodie Кузнецова"),
+    ("right to left script", "דנה", "דנה"),
+    ("digits only", "42", "42"),
+    ("emoji ZWJ sequence after a name", "Ana👩\u200d💻", "Ana👩\u200d💻"),
+    ("VS16 on a heart", "Bob ❤\ufe0f", "Bob ❤\ufe0f"),
+    ("flag of many ZWJ and VS16", "Kim 🏳\ufe0f\u200d🌈", "Kim 🏳\ufe0f\u200d🌈"),
+    ("skin tone then ZWJ", "Lee 👨🏽\u200d🚀", "Lee 👨🏽\u200d🚀"),
+    ("keycap", "1\ufe0f\u20e3 Nick", "1\ufe0f\u20e3 Nick"),
+    ("combining marks", "नमस्ते", "नमस्ते"),
+    ("fullwidth", "Ａｌｉｃｅ", "Ａｌｉｃｅ"),
+]
+
+
+@pytest.mark.parametrize(("raw", "expected"), **_cases(VALID_NICKNAMES))
+def test_valid_nicknames_are_kept_as_typed(raw, expected):
+    assert protocol.parse_nickname(raw) == expected
+
+
+HIDDEN = "Nicknames cannot contain invisible, control, unassigned or direction-changing characters"
+INVALID_NICKNAMES = [
+    ("right-to-left override", "\u202enimda", f"{HIDDEN} (found U+202E)."),
+    ("left-to-right override", "Bob\u202d", f"{HIDDEN} (found U+202D)."),
+    ("right-to-left mark", "\u200fBob", f"{HIDDEN} (found U+200F)."),
+    ("arabic letter mark", "Bob\u061c", f"{HIDDEN} (found U+061C)."),
+    ("isolate", "\u2066Bob\u2069", f"{HIDDEN} (found U+2066)."),
+    ("zero-width space alone", "\u200b", f"{HIDDEN} (found U+200B)."),
+    ("zero-width space inside", "Al\u200bice", f"{HIDDEN} (found U+200B)."),
+    ("zero-width non-joiner", "Al\u200cice", f"{HIDDEN} (found U+200C)."),
+    ("word joiner", "Alice\u2060", f"{HIDDEN} (found U+2060)."),
+    ("byte order mark", "\ufeffAlice", f"{HIDDEN} (found U+FEFF)."),
+    ("soft hyphen", "Al\u00adice", f"{HIDDEN} (found U+00AD)."),
+    ("combining grapheme joiner", "A\u034flice", f"{HIDDEN} (found U+034F)."),
+    ("hangul filler, a letter", "\u3164", f"{HIDDEN} (found U+3164)."),
+    ("hangul choseong filler", "\u115f\u1160", f"{HIDDEN} (found U+115F)."),
+    ("halfwidth hangul filler", "Bob\uffa0", f"{HIDDEN} (found U+FFA0)."),
+    ("braille blank", "\u2800", f"{HIDDEN} (found U+2800)."),
+    ("braille blank beside a name", "Bob\u2800", f"{HIDDEN} (found U+2800)."),
+    ("VS16 after a letter", "Alice\ufe0f", f"{HIDDEN} (found U+FE0F)."),
+    ("VS15", "❤\ufe0e Bob", f"{HIDDEN} (found U+FE0E)."),
+    ("VS16 twice", "❤\ufe0f\ufe0f Bob", f"{HIDDEN} (found U+FE0F)."),
+    ("VS16 on a digit without keycap", "Bob1\ufe0f", f"{HIDDEN} (found U+FE0F)."),
+    ("variation selector supplement", "Bob\U000e0100", f"{HIDDEN} (found U+E0100)."),
+    ("ZWJ between letters", "Al\u200dice", f"{HIDDEN} (found U+200D)."),
+    ("ZWJ at the end", "Bob👩\u200d", f"{HIDDEN} (found U+200D)."),
+    ("ZWJ twice", "Bob👩\u200d\u200d💻", f"{HIDDEN} (found U+200D)."),
+    ("tag characters", "Bob\U000e0041\U000e007f", f"{HIDDEN} (found U+E0041)."),
+    ("interlinear annotation, format", "Bob\ufff9x", f"{HIDDEN} (found U+FFF9)."),
+    ("NUL", "Ni\x00ck", f"{HIDDEN} (found U+0000)."),
+    ("escape", "\x1b[31mNick", f"{HIDDEN} (found U+001B)."),
+    ("C1 control", "Ni\x9bck", f"{HIDDEN} (found U+009B)."),
+    ("line separator", "Ni\u2028ck", f"{HIDDEN} (found U+2028)."),
+    ("unassigned", "Bob\u0378", f"{HIDDEN} (found U+0378)."),
+    ("private use", "Bob\ue000", f"{HIDDEN} (found U+E000)."),
+    ("emoji only", "👩\u200d💻", "Nicknames need at least one letter or digit."),
+    ("heart only", "❤\ufe0f", "Nicknames need at least one letter or digit."),
+    ("punctuation only", "...", "Nicknames need at least one letter or digit."),
+    ("inner spaces only", "-\u3000-", "Nicknames need at least one letter or digit."),
+    ("too long", "n" * 33, "Nicknames are 1 to 32 printable characters."),
+]
+
+
+@pytest.mark.parametrize(("raw", "message"), **_cases(INVALID_NICKNAMES))
+def test_invisible_controlling_or_letterless_nicknames_are_refused(raw, message):
+    with pytest.raises(ClientError) as caught:
+        protocol.parse_nickname(raw)
+    assert (caught.value.code, caught.value.message) == (errors.NICKNAME_INVALID, message)
+    assert caught.value.close_code == errors.WS_4400_BAD_REQUEST
+
+
+VALID_ROOMS = [
+    ("ascii", "Room1", "Room1"),
+    ("case is kept: another room", "room1", "room1"),
+    ("unicode and emoji", "Кухня 🍳", "Кухня 🍳"),
+    ("NFD becomes NFC", "Cafe\u0301", "Café"),
+    ("NFC stays", "Café", "Café"),
+    ("compatibility characters stay", "Ｒｏｏｍ", "Ｒｏｏｍ"),
+    ("emoji ZWJ sequence", "Dev 👩\u200d💻", "Dev 👩\u200d💻"),
+    ("spaces around are kept", " Room ", " Room "),
+    ("100 characters after NFC", "e\u0301" * 100, "é" * 100),
+]
+
+
+@pytest.mark.parametrize(("raw", "expected"), **_cases(VALID_ROOMS))
+def test_valid_room_names_are_returned_in_nfc(raw, expected):
+    assert protocol.parse_room(raw) == expected
+
+
+HIDDEN_ROOM = (
+    "Room names cannot contain invisible, control, unassigned or direction-changing characters"
+)
+INVALID_ROOMS = [
+    ("right-to-left override", "\u202emoor", f"{HIDDEN_ROOM} (found U+202E)."),
+    ("isolate", "Room\u2067", f"{HIDDEN_ROOM} (found U+2067)."),
+    ("zero-width space", "Ro\u200bom", f"{HIDDEN_ROOM} (found U+200B)."),
+    ("hangul filler", "\u3164", f"{HIDDEN_ROOM} (found U+3164)."),
+    ("braille blank", "\u2800\u2800", f"{HIDDEN_ROOM} (found U+2800)."),
+    ("ZWJ between letters", "Ro\u200dom", f"{HIDDEN_ROOM} (found U+200D)."),
+    ("tab", "tab\there", f"{HIDDEN_ROOM} (found U+0009)."),
+    ("NUL", "Room\x00", f"{HIDDEN_ROOM} (found U+0000)."),
+    ("symbols only", "🍳🍳", "Room names need at least one letter or digit."),
+    ("spaces only", "   ", "Room names need at least one letter or digit."),
+    ("empty", "", "Room names are 1 to 100 printable characters, without '/'."),
+    ("slash", "a/b", "Room names are 1 to 100 printable characters, without '/'."),
+    ("over 100", "r" * 101, "Room names are 1 to 100 printable characters, without '/'."),
+]
+
+
+@pytest.mark.parametrize(("raw", "message"), **_cases(INVALID_ROOMS))
+def test_invisible_controlling_or_letterless_room_names_are_refused(raw, message):
+    with pytest.raises(ClientError) as caught:
+        protocol.parse_room(raw)
+    assert (caught.value.code, caught.value.message) == (errors.ROOM_INVALID, message)
+    assert caught.value.close_code == errors.WS_4400_BAD_REQUEST
+
+
+COLLIDING = [
+    ("case", "Alice", "alice"),
+    ("upper case", "Alice", "ALICE"),
+    ("cyrillic capital A", "Alice", "\u0410lice"),
+    ("cyrillic a, i, e and c", "alice", "\u0430l\u0456\u0441\u0435"),
+    ("greek omicron", "Bob", "B\u03bfb"),
+    ("NFD", "Zoë", "Zoe\u0308"),
+    ("fullwidth", "Alice", "Ａｌｉｃｅ"),
+    ("mathematical bold", "Alice", "𝐀𝐥𝐢𝐜𝐞"),
+    ("circled letters", "AB", "ⒶⒷ"),
+    ("sharp s", "Straße", "STRASSE"),
+    ("digit one and small L", "Nick1", "Nickl"),
+    ("digit zero and o", "B0b", "Bob"),
+    ("rn and m", "mary", "rnary"),
+    ("ideographic space", "Alex 2", "Alex\u30002"),
+    ("no-break space", "Alex 2", "Alex\u00a02"),
+    ("emoji with and without ZWJ", "Ana👩\u200d💻", "Ana👩💻"),
+    ("heart with and without VS16", "Bob ❤\ufe0f", "Bob ❤"),
+    ("kelvin sign", "Kim", "\u212aim"),
+]
+
+
+@pytest.mark.parametrize(("one", "other"), **_cases(COLLIDING))
+def test_look_alike_nicknames_share_a_key(one, other):
+    assert protocol.nickname_key(one) == protocol.nickname_key(other)
+
+
+DISTINCT = [
+    ("different names", "Alice", "Alicia"),
+    ("a letter more", "Bob", "Bobb"),
+    ("accent", "Zoe", "Zoë"),
+    ("spacing", "Alex 2", "Alex2"),
+    ("digit", "Nick1", "Nick2"),
+    ("different emoji", "Ana👩\u200d💻", "Ana👨\u200d💻"),
+    ("different script, different letters", "Борис", "Boris"),
+    ("greek", "Αλίκη", "Alice"),
+    # Case is folded before look-alikes are: "Ian" must meet "ian", which differs from "lan".
+    ("capital I and small L", "Ian", "lan"),
+]
+
+
+@pytest.mark.parametrize(("one", "other"), **_cases(DISTINCT))
+def test_different_nicknames_keep_different_keys(one, other):
+    assert protocol.nickname_key(one) != protocol.nickname_key(other)

@@ -1,5 +1,6 @@
 // One room's chat page over the JSON WebSocket protocol (docs/protocol.md).
-// Everything a user wrote is put in the page with textContent, never as HTML.
+// Everything a user wrote is put in the page with textContent, never as HTML, and every
+// name a user chose inside a <bdi>: right-to-left text in it cannot reorder what is around it.
 "use strict";
 
 (function () {
@@ -27,6 +28,7 @@
     FORMAT_INVALID: "The page asked for an unknown format.",
     NOT_FOUND: "There is no chat at this address.",
     MESSAGE_TOO_LONG: "Your message is too long.",
+    TEXT_INVALID: "Your message contains a character that can't be sent.",
     RATE_LIMITED: "You are sending messages too fast.",
     JSON_INVALID: "The server could not read a message from this page.",
     COMMAND_INVALID: "The server could not read a message from this page.",
@@ -126,12 +128,19 @@
     return h;
   }
 
-  function notice(kind, text, ts) {
+  function isolated(name) {
+    const element = document.createElement("bdi");
+    element.textContent = name;
+    return element;
+  }
+
+  // `parts`: a string, or an array of strings and elements (names, isolated).
+  function notice(kind, parts, ts) {
     const item = document.createElement("li");
     item.className = "notice";
     item.dataset.kind = kind;
     const body = document.createElement("span");
-    body.textContent = text;
+    body.append(...[].concat(parts));
     item.append(body, " ", timeElement(ts));
     append(item);
   }
@@ -146,9 +155,8 @@
     item.dataset.id = String(frame.id);
     const meta = document.createElement("div");
     meta.className = "meta";
-    const nick = document.createElement("span");
+    const nick = isolated(frame.nickname);
     nick.className = "nick";
-    nick.textContent = frame.nickname;
     nick.style.setProperty("--hue", hue(frame.nickname));
     meta.append(nick, " ", timeElement(frame.ts));
     const text = document.createElement("div");
@@ -165,7 +173,7 @@
     const names = [...members.keys()].sort((a, b) => a.localeCompare(b));
     for (const name of names) {
       const item = document.createElement("li");
-      item.textContent = name;
+      item.append(isolated(name));
       item.style.setProperty("--hue", hue(name));
       if (name === nickname) item.className = "self";
       ui.members.appendChild(item);
@@ -190,14 +198,15 @@
   function onWelcome(frame) {
     nickname = frame.nickname;
     store.set(nickname);
-    ui.me.textContent = `as ${nickname}`;
+    ui.me.replaceChildren("as ", isolated(nickname));
     awaitingOwnJoin = true;
     if (Array.isArray(frame.members)) setMembers(frame.members);
     // A server that lost its counter (restarted without Redis) starts ids again from 0.
     if (typeof frame.last_id === "number" && (lastId === null || frame.last_id < lastId)) {
       lastId = frame.last_id;
     }
-    notice("self", welcomed ? "Reconnected." : `You joined ${frame.room} as ${nickname}.`, frame.ts);
+    const joinedAs = ["You joined ", isolated(frame.room), " as ", isolated(nickname), "."];
+    notice("self", welcomed ? "Reconnected." : joinedAs, frame.ts);
     welcomed = true;
     attempt = 0;
     dropNoticeShown = false;
@@ -234,11 +243,11 @@
           if (members !== null && !members.has(nickname)) memberJoined(nickname);
           break;
         }
-        notice("join", `${frame.nickname} joined`, frame.ts);
+        notice("join", [isolated(frame.nickname), " joined"], frame.ts);
         memberJoined(frame.nickname);
         break;
       case "leave":
-        notice("leave", `${frame.nickname} left the room`, frame.ts);
+        notice("leave", [isolated(frame.nickname), " left the room"], frame.ts);
         memberLeft(frame.nickname);
         break;
       case "message":
@@ -338,8 +347,16 @@
     connect();
   });
 
+  // The server refuses control characters other than tab and newline (TEXT_INVALID):
+  // line breaks pasted as CR, CRLF or U+2028/U+2029 become newlines, the rest goes.
+  function sendable(text) {
+    return text
+      .replace(/\r\n?|[\u2028\u2029]/g, "\n")
+      .replace(/[\u0000-\u0008\u000B-\u001F\u007F-\u009F]/g, "");
+  }
+
   function sendMessage() {
-    const text = ui.input.value;
+    const text = sendable(ui.input.value);
     if (!text.trim()) return;
     const length = [...text].length; // the server counts characters, not UTF-16 units
     if (length > limits.maxMessageLength) {

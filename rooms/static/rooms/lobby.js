@@ -25,7 +25,7 @@
       const link = document.createElement("a");
       link.href = roomUrl(room.name);
       link.className = "room-link";
-      const name = document.createElement("span");
+      const name = document.createElement("bdi"); // a room name may be right-to-left
       name.className = "room-name";
       name.textContent = room.name;
       const count = document.createElement("span");
