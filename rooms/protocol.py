@@ -93,8 +93,10 @@ def _shown(name: str, index: int) -> bool:
     if before == _VS16 and index >= 2:
         before = name[index - 2]
     after = name[index + 1 : index + 2]
+    if not (before and after):
+        return False
     emoji_before = _emoji(before) or _EMOJI_MODIFIERS[0] <= before <= _EMOJI_MODIFIERS[1]
-    return bool(before and after) and emoji_before and _emoji(after)
+    return emoji_before and _emoji(after)
 
 
 def _hidden(name: str, index: int) -> bool:

@@ -330,6 +330,7 @@ INVALID_NICKNAMES = [
     ("variation selector supplement", "Bob\U000e0100", f"{HIDDEN} (found U+E0100)."),
     ("ZWJ between letters", "Al\u200dice", f"{HIDDEN} (found U+200D)."),
     ("ZWJ at the end", "Bob👩\u200d", f"{HIDDEN} (found U+200D)."),
+    ("ZWJ at the start", "\u200dBob", f"{HIDDEN} (found U+200D)."),
     ("ZWJ twice", "Bob👩\u200d\u200d💻", f"{HIDDEN} (found U+200D)."),
     ("tag characters", "Bob\U000e0041\U000e007f", f"{HIDDEN} (found U+E0041)."),
     ("interlinear annotation, format", "Bob\ufff9x", f"{HIDDEN} (found U+FFF9)."),
