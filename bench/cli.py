@@ -71,9 +71,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--quiet-pct", type=float, default=15.0, help="CPU %% of other processes counted as idle"
     )
-    p.add_argument("--no-record", action="store_true", help="print only, append nothing")
-    p.add_argument("--results", type=Path, default=BENCH_DIR / "results.jsonl")
-    p.add_argument("--markdown", type=Path, default=BENCH_DIR.parent / "BENCHMARKS.md")
+    p.add_argument("--no-record", action="store_true", help="print only, write nothing")
+    p.add_argument(
+        "--results-dir",
+        type=Path,
+        default=BENCH_DIR / "results",
+        help="where each day's tables (DAY.md), full records (DAY.jsonl) and the "
+        "one-line-per-case summary.jsonl go",
+    )
+    p.add_argument(
+        "--logs-dir",
+        type=Path,
+        default=BENCH_DIR / "logs",
+        help=f"server logs, a directory per run; the last {KEEP_LOG_RUNS} runs are kept",
+    )
     return p
 
 
@@ -148,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     _prepare_process(args.gen_cpus)
     now = datetime.now(UTC)
     run_id = now.strftime("%Y%m%dT%H%M%SZ")
-    log_root = BENCH_DIR / "logs"
+    day = now.strftime("%Y-%m-%d")
+    markdown, full = record.day_files(args.results_dir, day)
+    log_root = args.logs_dir
     meta = {
         "run_id": run_id,
         "date": now.strftime("%Y-%m-%d %H:%M UTC"),
@@ -172,13 +185,15 @@ def main(argv: list[str] | None = None) -> int:
 
     def emit(result: dict[str, object]) -> None:
         if not args.no_record:
-            record.append_jsonl(args.results, result)
+            record.append_jsonl(full, result)
+            record.append_jsonl(args.results_dir / record.SUMMARY, record.summary_line(result))
 
     fleet.tune_collector()
     results = uvloop.run(runner.run_cases(cfg, meta, emit))
     section = report.render(results, meta)
     print(section)
     if not args.no_record:
-        record.append_markdown(args.markdown, section)
+        record.append_markdown(markdown, section, day)
+        log.info("recorded in %s, %s and %s", markdown, full, args.results_dir / record.SUMMARY)
     _prune_logs(log_root)
     return 1 if any(r["status"] != "ok" for r in results) else 0
