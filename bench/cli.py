@@ -17,7 +17,7 @@ from bench import configs, fleet, machine, profiles, record, report, runner
 log = logging.getLogger("bench")
 
 BENCH_DIR = Path(__file__).resolve().parent
-DEFAULT_SERVERS = "tutorial-daphne,rooms-daphne,rooms-serve"
+DEFAULT_SERVERS = "tutorial-daphne,seed,rooms-daphne,rooms-serve"
 KEEP_LOG_RUNS = 10
 
 
@@ -32,7 +32,14 @@ def _parser() -> argparse.ArgumentParser:
         "--servers",
         default=DEFAULT_SERVERS,
         help="comma list: rooms-daphne, rooms-uvicorn, rooms-serve, tutorial-daphne, "
-        "tutorial-uvicorn, fanout-picows, or a --custom name",
+        "tutorial-uvicorn, seed (the C++ server rooms re-implements), fanout-picows, "
+        "or a --custom name",
+    )
+    p.add_argument(
+        "--seed-binary",
+        type=Path,
+        default=configs.DEFAULT_SEED_BINARY,
+        help="the seed's executable; its cases are skipped when it is missing",
     )
     p.add_argument("--layers", default="memory", help="comma list of memory, redis, redis-pubsub")
     p.add_argument("--scenarios", default=",".join(profiles.SCENARIOS), help="e.g. S1,S3")
@@ -123,9 +130,12 @@ def _specs(args: argparse.Namespace) -> list[configs.ServerSpec]:
         for layer in filter(None, args.layers.split(",")):
             if layer not in configs.LAYERS:
                 raise SystemExit(f"unknown layer {layer!r}")
-            spec = configs.resolve(name, layer, custom, extra_env)
+            spec = configs.resolve(name, layer, custom, extra_env, args.seed_binary)
             if spec not in specs:
                 specs.append(spec)
+    for spec in specs:
+        if spec.missing():
+            log.warning("%s: its cases are skipped", spec.missing())
     return specs
 
 
@@ -196,4 +206,4 @@ def main(argv: list[str] | None = None) -> int:
         record.append_markdown(markdown, section, day)
         log.info("recorded in %s, %s and %s", markdown, full, args.results_dir / record.SUMMARY)
     _prune_logs(log_root)
-    return 1 if any(r["status"] != "ok" for r in results) else 0
+    return 1 if any(runner.failed(r) for r in results) else 0

@@ -82,6 +82,8 @@ async def open_client(
         ),
         timeout,
     )
+    if client is None:  # picows returns no listener when the server hung up mid-handshake
+        raise ConnectionResetError("connection closed during the handshake")
     return client
 
 

@@ -35,6 +35,7 @@ SUMMARY_KEYS = (
     "peak_dlv_s",
     "lossless_dlv_s",
     "lossless_p99_ms",
+    "restarts",
     "cycles",
     "cycles_per_s",
     "churn_failures",
@@ -43,6 +44,7 @@ SUMMARY_KEYS = (
     "rss_before_mb",
     "rss_after_mb",
     "log_errors",
+    "server_exits",
 )
 # Of the best clean step and the first step that was not clean.
 STEP_KEYS = ("rate_msg_s", "dlv_s", "p50_ms", "p99_ms", "server_cpu_pct", "reason")
