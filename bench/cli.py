@@ -17,7 +17,7 @@ from bench import configs, fleet, machine, profiles, record, report, runner
 log = logging.getLogger("bench")
 
 BENCH_DIR = Path(__file__).resolve().parent
-DEFAULT_SERVERS = "tutorial-daphne,rooms-daphne,rooms-serve"
+DEFAULT_SERVERS = "tutorial-daphne,seed,rooms-daphne,rooms-serve"
 KEEP_LOG_RUNS = 10
 
 
@@ -32,7 +32,14 @@ def _parser() -> argparse.ArgumentParser:
         "--servers",
         default=DEFAULT_SERVERS,
         help="comma list: rooms-daphne, rooms-uvicorn, rooms-serve, tutorial-daphne, "
-        "tutorial-uvicorn, fanout-picows, or a --custom name",
+        "tutorial-uvicorn, seed (the C++ server rooms re-implements), fanout-picows, "
+        "or a --custom name",
+    )
+    p.add_argument(
+        "--seed-binary",
+        type=Path,
+        default=configs.DEFAULT_SEED_BINARY,
+        help="the seed's executable; its cases are skipped when it is missing",
     )
     p.add_argument("--layers", default="memory", help="comma list of memory, redis, redis-pubsub")
     p.add_argument("--scenarios", default=",".join(profiles.SCENARIOS), help="e.g. S1,S3")
@@ -71,9 +78,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--quiet-pct", type=float, default=15.0, help="CPU %% of other processes counted as idle"
     )
-    p.add_argument("--no-record", action="store_true", help="print only, append nothing")
-    p.add_argument("--results", type=Path, default=BENCH_DIR / "results.jsonl")
-    p.add_argument("--markdown", type=Path, default=BENCH_DIR.parent / "BENCHMARKS.md")
+    p.add_argument("--no-record", action="store_true", help="print only, write nothing")
+    p.add_argument(
+        "--results-dir",
+        type=Path,
+        default=BENCH_DIR / "results",
+        help="where each day's tables (DAY.md), full records (DAY.jsonl) and the "
+        "one-line-per-case summary.jsonl go",
+    )
+    p.add_argument(
+        "--logs-dir",
+        type=Path,
+        default=BENCH_DIR / "logs",
+        help=f"server logs, a directory per run; the last {KEEP_LOG_RUNS} runs are kept",
+    )
     return p
 
 
@@ -112,9 +130,12 @@ def _specs(args: argparse.Namespace) -> list[configs.ServerSpec]:
         for layer in filter(None, args.layers.split(",")):
             if layer not in configs.LAYERS:
                 raise SystemExit(f"unknown layer {layer!r}")
-            spec = configs.resolve(name, layer, custom, extra_env)
+            spec = configs.resolve(name, layer, custom, extra_env, args.seed_binary)
             if spec not in specs:
                 specs.append(spec)
+    for spec in specs:
+        if spec.missing():
+            log.warning("%s: its cases are skipped", spec.missing())
     return specs
 
 
@@ -148,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     _prepare_process(args.gen_cpus)
     now = datetime.now(UTC)
     run_id = now.strftime("%Y%m%dT%H%M%SZ")
-    log_root = BENCH_DIR / "logs"
+    day = now.strftime("%Y-%m-%d")
+    markdown, full = record.day_files(args.results_dir, day)
+    log_root = args.logs_dir
     meta = {
         "run_id": run_id,
         "date": now.strftime("%Y-%m-%d %H:%M UTC"),
@@ -172,13 +195,15 @@ def main(argv: list[str] | None = None) -> int:
 
     def emit(result: dict[str, object]) -> None:
         if not args.no_record:
-            record.append_jsonl(args.results, result)
+            record.append_jsonl(full, result)
+            record.append_jsonl(args.results_dir / record.SUMMARY, record.summary_line(result))
 
     fleet.tune_collector()
     results = uvloop.run(runner.run_cases(cfg, meta, emit))
     section = report.render(results, meta)
     print(section)
     if not args.no_record:
-        record.append_markdown(args.markdown, section)
+        record.append_markdown(markdown, section, day)
+        log.info("recorded in %s, %s and %s", markdown, full, args.results_dir / record.SUMMARY)
     _prune_logs(log_root)
-    return 1 if any(r["status"] != "ok" for r in results) else 0
+    return 1 if any(runner.failed(r) for r in results) else 0

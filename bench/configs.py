@@ -1,5 +1,6 @@
 """Server configurations under test: which app, which ASGI server, which channel layer."""
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -7,6 +8,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 LAYERS = ("memory", "redis", "redis-pubsub")
+
+# The C++ server rooms re-implements (oat++ "async-server-rooms"), built elsewhere and never
+# committed: it takes no arguments and always listens on 0.0.0.0:8000.
+SEED = "seed"
+SEED_PORT = 8000
+DEFAULT_SEED_BINARY = REPO.parent / "shared" / "anchors" / "oatpp-async-server-rooms"
 
 # Product limits that would otherwise cap the load instead of the server: the scenarios
 # send up to ~20 frames/s per user and hold up to 19,000 users on one process.
@@ -74,6 +81,8 @@ class ServerSpec:
     layer: str
     app: App | None = None
     extra_env: tuple[tuple[str, str], ...] = ()
+    port: int | None = None  # a server that always listens on this port; None: a free one
+    binary: Path | None = None  # an executable run as it is, without arguments
 
     @property
     def label(self) -> str:
@@ -82,11 +91,23 @@ class ServerSpec:
 
     @property
     def family(self) -> str:
-        """'tutorial' for the reference, 'rooms' for everything measured against it."""
+        """'tutorial' and 'seed' for the references, 'rooms' for what is measured against them."""
+        if self.name == SEED:
+            return SEED
         return "tutorial" if self.name.startswith("tutorial") else "rooms"
+
+    def missing(self) -> str | None:
+        """Why this server cannot run on this machine, or None when it can."""
+        if self.binary is None:
+            return None
+        if not self.binary.is_file() or not os.access(self.binary, os.X_OK):
+            return f"no executable {self.name} server at {self.binary} (see --seed-binary)"
+        return None
 
     def argv(self, port: int, cpus: str) -> list[str]:
         """Command line, pinned to `cpus` with taskset."""
+        if self.binary is not None:
+            return ["taskset", "-c", cpus, str(self.binary)]
         command = self.command.format(
             bin=VENV_BIN, python=sys.executable, port=port, app=self.app.asgi if self.app else ""
         )
@@ -105,9 +126,23 @@ class ServerSpec:
         return env
 
 
-def resolve(name: str, layer: str, custom: dict[str, str], extra_env: dict[str, str]) -> ServerSpec:
-    """Turn a name like rooms-daphne, fanout-picows or a --custom entry into a spec."""
+def seed(binary: Path) -> ServerSpec:
+    """The C++ seed: the rooms text dialect on port 8000, no layers, no environment."""
+    binary = binary.absolute()  # the server runs in the repository, not where this was asked
+    return ServerSpec(SEED, str(binary), "rooms", "none", port=SEED_PORT, binary=binary)
+
+
+def resolve(
+    name: str,
+    layer: str,
+    custom: dict[str, str],
+    extra_env: dict[str, str],
+    seed_binary: Path = DEFAULT_SEED_BINARY,
+) -> ServerSpec:
+    """Turn a name like rooms-daphne, fanout-picows, seed or a --custom entry into a spec."""
     extra = tuple(sorted(extra_env.items()))
+    if name == SEED and name not in custom:
+        return seed(seed_binary)
     if name in custom:
         app = APPS["tutorial" if name.startswith("tutorial") else "rooms"]
         return ServerSpec(name, custom[name], app.dialect, layer, app, extra)
@@ -118,5 +153,6 @@ def resolve(name: str, layer: str, custom: dict[str, str], extra_env: dict[str, 
     app = APPS.get(app_name)
     if app is None or runner not in app.runners:
         known = [f"{a}-{r}" for a, spec in APPS.items() for r in spec.runners]
-        raise ValueError(f"unknown server {name!r}; known: {', '.join(known + list(STANDALONE))}")
+        known += [*STANDALONE, SEED]
+        raise ValueError(f"unknown server {name!r}; known: {', '.join(known)}")
     return ServerSpec(name, RUNNERS[runner], app.dialect, layer, app, extra)

@@ -17,14 +17,14 @@ from bench.swarm import ChatClient, Swarm
 log = logging.getLogger(__name__)
 
 # A generator holds up to 19,000 clients of a few dozen long-lived objects each; with
-# Python's default thresholds the collector walks them all again and again: a third of
-# the generator's user CPU while 19,000 connect (BENCHMARKS.md, "Generator headroom").
+# Python's default thresholds the collector walks them all again and again, much of the
+# generator's CPU while thousands connect (BENCHMARKS.md, "Generator headroom").
 GENERATOR_GC_THRESHOLDS = (50_000, 20, 20)
 
 
 # The kernel picks each connect()'s source port by searching the ephemeral range, even
 # ports first: past ~14,000 connections from one address each search runs through the
-# whole even half, and at 19,000 the generator spent 5.3 s of its 8.3 s in the kernel.
+# whole even half, most of the generator's CPU (BENCHMARKS.md, "Generator headroom").
 # Every loopback address has ports of its own: the clients spread over eight of them.
 SOURCE_HOSTS = tuple(f"127.0.0.{n}" for n in range(2, 10)) if sys.platform == "linux" else ()
 
@@ -82,6 +82,8 @@ async def open_client(
         ),
         timeout,
     )
+    if client is None:  # picows returns no listener when the server hung up mid-handshake
+        raise ConnectionResetError("connection closed during the handshake")
     return client
 
 

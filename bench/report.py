@@ -1,8 +1,13 @@
-"""Render a run's results as Markdown tables, ours side by side with the tutorial reference."""
+"""Render a run's results as Markdown tables, ours side by side with the references: the
+Channels tutorial and the C++ seed."""
 
+import signal
 from collections.abc import Callable
 
 Record = dict[str, object]
+Metric = Callable[[Record], object]
+
+REFERENCES = ("tutorial", "seed")  # families every row is compared with, a column each
 
 
 def _fmt(value: object, digits: int = 1) -> str:
@@ -21,12 +26,12 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def _reference(record: Record, results: list[Record]) -> Record | None:
-    """The tutorial result for the same case, preferring the same channel layer."""
+def _reference(record: Record, results: list[Record], family: str) -> Record | None:
+    """The `family` result for the same case, preferring the same channel layer."""
     peers = [
         r
         for r in results
-        if r["family"] == "tutorial"
+        if r["family"] == family
         and r["scenario"] == record["scenario"]
         and r["case"] == record["case"]
         and r["status"] == "ok"
@@ -35,16 +40,32 @@ def _reference(record: Record, results: list[Record]) -> Record | None:
     return (same_layer or peers or [None])[0]
 
 
-def _ratio(record: Record, results: list[Record], metric: Callable[[Record], object]) -> str:
-    if record["family"] == "tutorial":
+def _ratio(record: Record, results: list[Record], metric: Metric, family: str) -> str:
+    if record["family"] == family:
         return "ref"
-    ref = _reference(record, results)
+    ref = _reference(record, results, family)
     if ref is None or record["status"] != "ok":
         return "–"
     ours, theirs = metric(record), metric(ref)
     if not isinstance(ours, (int, float)) or not isinstance(theirs, (int, float)) or not theirs:
         return "–"
     return f"×{ours / theirs:.2f}"
+
+
+def _ratio_headers(*what: str) -> list[str]:
+    return [f"ours/{family} {w}" for family in REFERENCES for w in what]
+
+
+def _ratios(record: Record, results: list[Record], *metrics: Metric) -> list[str]:
+    return [_ratio(record, results, m, family) for family in REFERENCES for m in metrics]
+
+
+def _field(key: str) -> Metric:
+    return lambda record: record.get(key)
+
+
+def _clean_dlv(record: Record) -> object:
+    return _best(record).get("dlv_s", 0.0)
 
 
 def _best(record: Record) -> Record:
@@ -62,8 +83,13 @@ def _conns(r: Record) -> str:
 
 def _ladder_trace(r: Record) -> str:
     steps = r.get("steps") or []
-    marks = [f"{s['rate_msg_s']:g}{_mark(s)}" for s in steps]  # type: ignore[union-attr]
+    marks = [f"{_fresh(s)}{s['rate_msg_s']:g}{_mark(s)}" for s in steps]  # type: ignore[union-attr]
     return " ".join(marks)
+
+
+def _fresh(step: Record) -> str:
+    """↻ before a step that ran on a fresh server, every user connected again."""
+    return "↻" if step.get("fresh_server") else ""
 
 
 def _mark(step: Record) -> str:
@@ -123,8 +149,7 @@ def ladder_table(results: list[Record]) -> str:
         "max lossless",
         "peak dlv/s",
         "log errs",
-        "ours/tutorial clean dlv/s",
-        "ours/tutorial peak dlv/s",
+        *_ratio_headers("clean dlv/s", "peak dlv/s"),
         "ladder msg/s",
     ]
     rows = []
@@ -152,8 +177,7 @@ def ladder_table(results: list[Record]) -> str:
                 _lossless(r),
                 _fmt(r.get("peak_dlv_s"), 0),
                 _fmt(r.get("log_errors")),
-                _ratio(r, results, lambda x: _best(x).get("dlv_s", 0.0)),
-                _ratio(r, results, lambda x: x.get("peak_dlv_s")),
+                *_ratios(r, results, _clean_dlv, _field("peak_dlv_s")),
                 _ladder_trace(r),
             ]
         )
@@ -177,8 +201,7 @@ def idle_table(results: list[Record]) -> str:
         "others CPU % (connect)",
         "alive after hold",
         "log errs",
-        "ours/tutorial conn/s",
-        "ours/tutorial RSS/conn",
+        *_ratio_headers("conn/s", "RSS/conn"),
     ]
     rows = [
         [
@@ -196,8 +219,7 @@ def idle_table(results: list[Record]) -> str:
             _fmt(r.get("connect_others_cpu_pct")),
             _fmt(r.get("alive_after_hold")) if r["status"] == "ok" else str(r["status"]),
             _fmt(r.get("log_errors")),
-            _ratio(r, results, lambda x: x.get("conn_per_s")),
-            _ratio(r, results, lambda x: x.get("rss_per_conn_kb")),
+            *_ratios(r, results, _field("conn_per_s"), _field("rss_per_conn_kb")),
         ]
         for r in results
     ]
@@ -218,7 +240,7 @@ def churn_table(results: list[Record]) -> str:
         "RSS before → after MB",
         "lost conns",
         "log errs",
-        "ours/tutorial cycles/s",
+        *_ratio_headers("cycles/s"),
     ]
     rows = [
         [
@@ -233,7 +255,7 @@ def churn_table(results: list[Record]) -> str:
             f"{_fmt(r.get('rss_before_mb'))} → {_fmt(r.get('rss_after_mb'))}",
             _fmt(r.get("lost_connections")),
             _fmt(r.get("log_errors")),
-            _ratio(r, results, lambda x: x.get("cycles_per_s")),
+            *_ratios(r, results, _field("cycles_per_s")),
         ]
         for r in results
     ]
@@ -249,6 +271,33 @@ def _log_notes(results: list[Record]) -> str:
             where = f"{r['scenario']} {r['case']} {r['server']}"
             notes.append(f"- {where}: {r['log_errors']} error lines, e.g. {first}")
     return "\n".join(["Server log errors:", *notes]) if notes else ""
+
+
+# Exit statuses of a server stopped by the suite: SIGTERM, then SIGKILL if it lingers.
+_STOPPED = {0, -signal.SIGTERM, -signal.SIGKILL}
+
+
+def _exit_name(code: int) -> str:
+    if code >= 0:
+        return f"status {code}"
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
+
+
+def _exit_notes(results: list[Record]) -> str:
+    """Servers that died of a signal of their own (the seed, of mass disconnects)."""
+    notes = []
+    for r in results:
+        exits: list[int | None] = r.get("server_exits") or []  # type: ignore[assignment]
+        died = [_exit_name(c) for c in exits if c is not None and c not in _STOPPED]
+        if died:
+            notes.append(f"- {r['scenario']} {r['case']} {r['server']}: {', '.join(died)}")
+    if not notes:
+        return ""
+    title = "Servers that exited on their own (recorded, not counted as failures):"
+    return "\n".join([title, *notes])
 
 
 def render(results: list[Record], meta: Record) -> str:
@@ -272,7 +321,7 @@ def render(results: list[Record], meta: Record) -> str:
         rows = [r for r in results if r["kind"] == kind]
         if rows:
             parts += [render_kind(rows), ""]
-    notes = _log_notes(results)
-    if notes:
-        parts += [notes, ""]
+    for notes in (_log_notes(results), _exit_notes(results)):
+        if notes:
+            parts += [notes, ""]
     return "\n".join(parts)

@@ -15,6 +15,14 @@ log = logging.getLogger(__name__)
 
 Record = dict[str, object]
 
+SKIPPED = "skipped"  # status prefix of a case a server could not run here (not a failure)
+
+
+def failed(record: Record) -> bool:
+    """A case that errored; skipped ones did not."""
+    status = str(record["status"])
+    return status != "ok" and not status.startswith(SKIPPED)
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -48,6 +56,9 @@ def _redis_pid(db: int) -> int | None:
 async def _run_one(cfg: RunConfig, case: Case, spec: ServerSpec) -> Record:
     slug = f"{case.scenario}-{case.title.replace(' ', '_')}-{spec.label.replace('/', '_')}"
     log_path = cfg.log_dir / f"{slug}.log"
+    missing = spec.missing()
+    if missing:
+        return {"status": f"{SKIPPED}: {missing}"}
     record: Record = {"status": "ok"}
     redis_pid = _redis_pid(cfg.redis_db) if spec.layer.startswith("redis") else None
     redis_before = procstat.sample(redis_pid) if redis_pid else None
@@ -55,13 +66,12 @@ async def _run_one(cfg: RunConfig, case: Case, spec: ServerSpec) -> Record:
     if record["background_cpu_pct"] >= cfg.quiet_pct:
         log.warning("machine busy: other processes use %s%% CPU", record["background_cpu_pct"])
     started = time.monotonic()
+    slot = servers.ServerSlot(spec, log_path, cfg.server_cpus, cfg.redis_db, cfg.start_timeout)
     try:
-        async with servers.serving(
-            spec, log_path, cfg.server_cpus, cfg.redis_db, cfg.start_timeout
-        ) as server:
-            record["argv"] = server.argv
-            record["env"] = server.env
-            ctx = Context(server, cfg.concurrency, cfg.connect_timeout, cfg.quiet_pct)
+        async with slot:
+            record["argv"] = slot.server.argv
+            record["env"] = slot.server.env
+            ctx = Context(slot, cfg.concurrency, cfg.connect_timeout, cfg.quiet_pct)
             record.update(await asyncio.wait_for(case.run(ctx), case.timeout_s))
     except Exception as exc:
         log.error("%s %s on %s failed: %r", case.scenario, case.title, spec.label, exc)
@@ -71,7 +81,10 @@ async def _run_one(cfg: RunConfig, case: Case, spec: ServerSpec) -> Record:
             procstat.cpu_percent(redis_before, procstat.sample(redis_pid)), 1
         )
     record["elapsed_s"] = round(time.monotonic() - started, 1)
-    record["log_errors"], record["log_first_errors"] = servers.log_errors(log_path)
+    # Exit statuses are recorded, never judged: the seed may die of its clients' mass
+    # disconnect at the end of a case, and that is not a failure of the case.
+    record["server_exits"] = slot.exits
+    record["log_errors"], record["log_first_errors"] = slot.log_errors()
     record["log"] = str(log_path)
     return record
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from bench import fleet as fleets
 from bench import ladder, procstat
 from bench.fleet import Fleet
-from bench.servers import RunningServer
+from bench.servers import RunningServer, ServerSlot
 from bench.swarm import Swarm
 from bench.traffic import StepRules, run_step
 
@@ -24,12 +24,17 @@ Result = dict[str, object]
 
 @dataclass(frozen=True)
 class Context:
-    """A running server plus the connection settings every case shares."""
+    """A case's server plus the connection settings every case shares."""
 
-    server: RunningServer
+    slot: ServerSlot
     concurrency: int
     connect_timeout: float
     quiet_pct: float
+
+    @property
+    def server(self) -> RunningServer:
+        """The server process running now."""
+        return self.slot.server
 
     def connect_budget(self, users: int) -> float:
         """Seconds allowed for opening `users` connections (at least ~130 conn/s)."""
@@ -110,6 +115,11 @@ async def _connect(
     return fleet, result
 
 
+def _broken(ctx: Context, fleet: Fleet) -> bool:
+    """True once users were dropped or the server exited: the next step needs new ones."""
+    return bool(fleet.swarm.lost_connections) or ctx.server.proc.returncode is not None
+
+
 async def _ladder(
     ctx: Context,
     rooms: int,
@@ -118,15 +128,26 @@ async def _ladder(
     rules: StepRules,
     settle_s: float,
 ) -> Result:
-    swarm = Swarm(rooms)
-    fleet, result = await _connect(
-        ctx, swarm, [i % rooms for i in range(rooms * per_room)], settle_s
-    )
+    room_of = [i % rooms for i in range(rooms * per_room)]
+    fleet, result = await _connect(ctx, Swarm(rooms), room_of, settle_s)
+    restarts = 0
     try:
         counter = itertools.count(1)
 
         async def step(rate: float) -> Result:
-            """One step, repeated once if another process competed for the CPUs."""
+            """One step, repeated once if another process competed for the CPUs.
+
+            A step never runs on a fleet that lost users or on a server that exited: after a
+            mass disconnect (which the seed does not survive) both start afresh."""
+            nonlocal fleet, restarts
+            fresh = _broken(ctx, fleet)
+            if fresh:
+                log.info("  users lost: fresh server, every user connected again")
+                fleets.abort_all(fleet.clients)
+                await ctx.slot.restart()
+                fleet, _ = await _connect(ctx, Swarm(rooms), room_of, settle_s)
+                restarts += 1
+            swarm = fleet.swarm
             for _attempt in range(2):
                 await procstat.wait_for_quiet(ctx.quiet_pct, 10.0, 0.25)
                 await fleets.wait_quiet(swarm, 0.3, 10.0)
@@ -137,6 +158,7 @@ async def _ladder(
                 if not result["noisy"]:
                     break
                 log.warning("  other processes used %s%% CPU", result["others_cpu_pct"])
+            result["fresh_server"] = fresh
             log.info(
                 "  %7.1f msg/s: %s, %.0f dlv/s, CPU %% server %s gen %s others %s",
                 rate,
@@ -161,6 +183,7 @@ async def _ladder(
     result["noisy"] = any(s["noisy"] for s in steps)
     result["others_cpu_max_pct"] = max((float(s["others_cpu_pct"]) for s in steps), default=None)
     result["peak_dlv_s"] = max((float(s["dlv_s"]) for s in steps), default=0.0)
+    result["restarts"] = restarts
     result["steps"] = steps
     return result
 
@@ -265,7 +288,9 @@ def ladder_case(
 ) -> Case:
     """S1/S2/S3: `rooms` rooms of `per_room` users, climbing the offered message rate."""
     per_step = rules.duration_s + rules.drain_s + 11.0
-    timeout = 90.0 + rooms * per_room / 150 + settle_s + plan.worst_steps * per_step
+    # Users connect once, and again at most before the first step and each refining step.
+    connecting = 30.0 + rooms * per_room / 150 + settle_s
+    timeout = 60.0 + (2 + plan.refine) * connecting + plan.worst_steps * per_step
     run = functools.partial(
         _ladder, rooms=rooms, per_room=per_room, plan=plan, rules=rules, settle_s=settle_s
     )

@@ -7,13 +7,12 @@ import re
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench import database, fleet
-from bench.configs import REPO, ServerSpec
+from bench.configs import REPO, SEED_PORT, ServerSpec
 from bench.swarm import Swarm
 
 log = logging.getLogger(__name__)
@@ -22,10 +21,33 @@ _ERROR_LINE = re.compile(r"Traceback|ERROR|CRITICAL|Exception|exception")
 
 
 def free_port() -> int:
-    """Ask the kernel for an unused loopback port."""
+    """Ask the kernel for an unused loopback port, never the seed's."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port != SEED_PORT:
+            return port
+
+
+def port_is_free(port: int) -> bool:
+    """True when a server could listen on 0.0.0.0:`port` (connections in TIME_WAIT allowed)."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+async def wait_port_free(port: int, timeout: float) -> None:
+    """Wait for a fixed port to be released, so a probe never reaches someone else's server."""
+    deadline = time.monotonic() + timeout
+    while not port_is_free(port):
+        if time.monotonic() >= deadline:
+            raise RuntimeError(f"port {port} is in use by another process")
+        await asyncio.sleep(0.2)
 
 
 def redis_url(db: int) -> str:
@@ -95,7 +117,9 @@ async def start(
         template = log_path.parent / f"template-{spec.app.settings}.sqlite3"
         db_url = await database.fresh(env, template, log_path.with_suffix(".sqlite3"), timeout)
         env["DATABASE_URL"] = overrides["DATABASE_URL"] = db_url
-    port = free_port()
+    if spec.port is not None:
+        await wait_port_free(spec.port, timeout)
+    port = spec.port or free_port()
     argv = spec.argv(port, cpus)
     with log_path.open("wb") as out:
         proc = await asyncio.create_subprocess_exec(
@@ -148,13 +172,61 @@ def log_errors(path: Path, limit: int = 5) -> tuple[int, list[str]]:
     return count, first
 
 
-@asynccontextmanager
-async def serving(
-    spec: ServerSpec, log_path: Path, cpus: str, redis_db: int, timeout: float
-) -> AsyncIterator[RunningServer]:
-    """Run a server for the duration of one benchmark case, always stopping it."""
-    server = await start(spec, log_path, cpus, redis_db, timeout)
-    try:
-        yield server
-    finally:
-        await stop(server, 10.0)
+class ServerSlot:
+    """The server of one benchmark case: started on entry, stopped on exit, and replaced by
+    a fresh process when the case asks (the seed does not survive a mass disconnect)."""
+
+    def __init__(
+        self, spec: ServerSpec, log_path: Path, cpus: str, redis_db: int, timeout: float
+    ) -> None:
+        self.spec = spec
+        self.log_path = log_path
+        self.cpus = cpus
+        self.redis_db = redis_db
+        self.timeout = timeout
+        self.current: RunningServer | None = None
+        self.logs: list[Path] = []
+        self.exits: list[int | None] = []
+
+    @property
+    def server(self) -> RunningServer:
+        """The running process."""
+        if self.current is None:
+            raise RuntimeError(f"{self.spec.label} is not running")
+        return self.current
+
+    async def start(self) -> RunningServer:
+        """Start a process; each one after the first logs to a file of its own."""
+        path = self.log_path
+        if self.logs:
+            path = path.with_name(f"{path.stem}-{len(self.logs)}{path.suffix}")
+        self.logs.append(path)
+        self.current = await start(self.spec, path, self.cpus, self.redis_db, self.timeout)
+        return self.current
+
+    async def stop(self) -> None:
+        """Stop the process, if any, and keep its exit status."""
+        if self.current is not None:
+            server, self.current = self.current, None
+            self.exits.append(await stop(server, 10.0))
+
+    async def restart(self) -> RunningServer:
+        """Replace the process with a fresh one."""
+        await self.stop()
+        return await self.start()
+
+    def log_errors(self) -> tuple[int, list[str]]:
+        """Error-looking lines over every process's log."""
+        count, first = 0, []
+        for path in self.logs:
+            n, lines = log_errors(path)
+            count += n
+            first += lines
+        return count, first[:5]
+
+    async def __aenter__(self) -> "ServerSlot":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()

@@ -2,7 +2,7 @@
 
 A room message reaches every member as the same `str` object (the channel layer shares one
 event among all local members). Daphne hands each recipient's copy to autobahn, which
-encodes, checks, frames and logs it again for every socket: about a third of the CPU of a
+encodes, checks, frames and logs it again for every socket: a large share of the CPU of a
 delivery. `SharedFrameProtocol` keeps the last few frames it built, keyed by the identity
 of their text, and writes the cached bytes. A server frame is never masked (RFC 6455
 section 5.1), so the bytes are the same for every recipient.
@@ -10,7 +10,7 @@ section 5.1), so the bytes are the same for every recipient.
 Frames are sent at once when nothing is queued before them (`write_through`), as asyncio's
 own transports do; Twisted's `transport.write` waits for the next loop turn and registers
 the socket for writing and unregisters it again: two more system calls per write, which
-in rooms of a few members, where most deliveries are a write of their own, cost a third
+in rooms of a few members, where most deliveries are a write of their own, cost much
 of the throughput (BENCHMARKS.md, S3).
 
 Consumers may also skip the ASGI send for room events: `write_soon(text)`, offered in the

@@ -6,7 +6,7 @@ import asyncio
 class SingleReaderQueue:
     """put_nowait() from anyone, get() from one task at a time: what Daphne needs of an
     application's input queue, and channels-redis of a channel's. An asyncio.Queue holds
-    four deques, 3 KB of each idle connection's 23 (BENCHMARKS.md, "Memory per
+    four deques, a notable part of an idle connection (BENCHMARKS.md, "Memory per
     connection")."""
 
     __slots__ = ("_items", "_waiter")

@@ -52,7 +52,7 @@ class ResubscribingShard(RedisSingleShardConnection):
         """Subscribe `channel` together with every other channel or group joining meanwhile.
 
         One SUBSCRIBE per new connection cost a command and a turn of the shard's lock
-        each: sharing them took churn on this layer from 609 to 811 connections a second
+        each: sharing them made churn on this layer markedly faster
         (BENCHMARKS.md, "Connecting on Redis pub/sub")."""
         future = self._joining.get(channel)
         if future is None:

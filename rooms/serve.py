@@ -62,7 +62,7 @@ POLL_INTERVAL = 0.05  # seconds between checks while draining connections
 # the middle generation instead of 10 (it also waits, as always, until a quarter of the
 # old generation is new). Each connection holds a few hundred objects that live as long
 # as it does: with the defaults, a full collection walks every one of them again and
-# again, a third of the CPU while 19,000 clients connect (BENCHMARKS.md, "Collector").
+# again, the largest cost while thousands of clients connect (BENCHMARKS.md, "Collector").
 # Rare full collections are harmless only while a closed connection leaves no reference
 # cycles (RoomsProtocol.connectionLost, RoomsServer.protocol_disconnected): with
 # them, connection churn grew the server by hundreds of MB.
@@ -72,8 +72,8 @@ GC_THRESHOLDS = (7_000, 10, 100)
 def only_when_debugging(format_value: Callable[[object], str]) -> Callable[[object], str]:
     """`format_value` for autobahn's debug log lines only. autobahn formats their arguments
     on every connection even when nothing logs at debug level: `pformat` of its whole
-    configuration (a tenth of a handshake's CPU) and `hltype`, colouring method names
-    (2 %). `pformat`'s other use, `Timings.__str__`, serves timing tracking, which Daphne
+    configuration and `hltype`, colouring method names (BENCHMARKS.md, "The connect path").
+    `pformat`'s other use, `Timings.__str__`, serves timing tracking, which Daphne
     never turns on."""
 
     def format_if_debugging(value: object) -> str:

@@ -3,7 +3,7 @@
 Under Daphne each handshake is parsed twice: Twisted's HTTP channel builds a Request,
 Daphne's WebRequest checks it, builds the WebSocket protocol, writes the head out again
 and feeds it to autobahn, which parses it once more and answers. The first parse is an
-eighth of a connection's CPU (BENCHMARKS.md). `UpgradeChannel` looks at the first bytes
+expensive part of a connection's CPU (BENCHMARKS.md). `UpgradeChannel` looks at the first bytes
 of a connection: a complete, plain WebSocket handshake goes to the WebSocket protocol as
 Daphne would hand it over; anything else, a head split over several reads included,
 takes Twisted's and Daphne's HTTP path exactly as before.
