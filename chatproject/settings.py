@@ -195,6 +195,15 @@ ROOMS_RATE_BURST = env("RATE_BURST", 30.0, float)  # frames a connection may sen
 ROOMS_MAX_CONNECTIONS = env("MAX_CONNECTIONS", 5000, int)  # room connections per process
 ROOMS_MAX_ROOM_CONNECTIONS = env("MAX_ROOM_CONNECTIONS", 1000, int)  # per room, per process
 ROOMS_IDLE_TIMEOUT = env("IDLE_TIMEOUT", 3600.0, float)  # seconds without a client frame
+# Per client address (IPv6: per /64), per process; behind a proxy, only with Daphne's
+# --proxy-headers (docs/operations.md). 100 connections: a household or an office behind
+# one NAT, with a few tabs each, while one address holds at most a fiftieth of
+# MAX_CONNECTIONS. Joins: 30 at once (the pages behind one address reconnecting after a
+# restart), then one a second, refused joins included, so a client reconnecting in a loop
+# sends its room at most a join and a leave notice a second.
+ROOMS_MAX_CONNECTIONS_PER_IP = env("MAX_CONNECTIONS_PER_IP", 100, int)
+ROOMS_JOIN_RATE = env("JOIN_RATE", 1.0, float)  # joins a second per address, sustained
+ROOMS_JOIN_BURST = env("JOIN_BURST", 30.0, float)  # joins an address may make at once
 # Transport limits, applied by the launcher (python -m rooms.serve).
 ROOMS_SEND_BUFFER_LIMIT = env("SEND_BUFFER_LIMIT", 512 * 1024, int)  # unsent bytes per client
 ROOMS_PING_INTERVAL = env("PING_INTERVAL", 20, int)  # seconds of silence before a ping

@@ -19,7 +19,7 @@ from rooms.errors import BACKEND_ERRORS, ClientError
 from rooms.extensions import WRITE_SOON
 from rooms.groups import room_group
 from rooms.history import Pending, get_writer
-from rooms.limits import TokenBucket, connections
+from rooms.limits import TokenBucket, address_key, connections, joins
 from rooms.outbox import Outbox
 from rooms.presence import get_presence
 from rooms.protocol import Frames, Handshake
@@ -43,6 +43,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     handshake: Handshake | None = None  # set once the client is a member of its room
     claimed: Handshake | None = None  # set once the nickname is this client's in its room
     group: str | None = None  # set once counted against the connection limits
+    address: str | None = None  # the client's address as counted (rooms.limits.address_key)
     format = protocol.TEXT
     live = False  # room events go straight to the client, see deliver()
     closing = False
@@ -125,18 +126,27 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self.format = protocol.requested_format(self.scope["query_string"])
+        address = address_key(self.scope.get("client"))
         try:
+            # Every join costs its address a token, whether it succeeds or not.
+            joins.spend(
+                address, time.monotonic(), settings.ROOMS_JOIN_RATE, settings.ROOMS_JOIN_BURST
+            )
             handshake = protocol.parse_handshake(
                 self.scope["url_route"]["kwargs"]["room_name"], self.scope["query_string"]
             )
             group = room_group(handshake.room)
             connections.acquire(
-                group, settings.ROOMS_MAX_CONNECTIONS, settings.ROOMS_MAX_ROOM_CONNECTIONS
+                group,
+                settings.ROOMS_MAX_CONNECTIONS,
+                settings.ROOMS_MAX_ROOM_CONNECTIONS,
+                address,
+                settings.ROOMS_MAX_CONNECTIONS_PER_IP,
             )
         except ClientError as error:
             await self.refuse(error)
             return
-        self.group = group
+        self.group, self.address = group, address
         try:
             await get_presence().claim(handshake.room, group, handshake.nickname, self.channel_name)
         except ClientError as error:
@@ -215,7 +225,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.idle_timer.cancel()
         if self.group is None:
             return
-        connections.release(self.group)
+        connections.release(self.group, self.address)
         try:
             if self.claimed is not None:
                 claimed = self.claimed
@@ -284,7 +294,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             # Room events may still arrive until the close completes; sending them on a
             # closing socket raises (autobahn), which would skip disconnect() and the leave.
             self.closing, self.live = True, False
-            self.log("close", code=error.close_code, error=error.code)
+            client = logs.address(self.scope.get("client"))  # who hit a per-address limit
+            self.log("close", code=error.close_code, error=error.code, client=client)
             await self.close(code=error.close_code, reason=error.code)
 
     def watch_idle(self) -> None:

@@ -46,6 +46,8 @@ def start_server(port: int, workdir: Path) -> subprocess.Popen:
         "ALLOWED_HOSTS": "127.0.0.1",
         "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
         "LOG_LEVEL": "WARNING",
+        "MAX_CONNECTIONS_PER_IP": "0",  # every member connects from 127.0.0.1
+        "JOIN_RATE": "0",
     }
     for key in ("REDIS_URL", "CHANNEL_LAYER"):
         env.pop(key, None)
