@@ -13,6 +13,8 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from rooms.limits import default_frame_bytes, message_bytes_needed
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 _REQUIRED = object()
@@ -209,7 +211,16 @@ ROOMS_SEND_BUFFER_LIMIT = env("SEND_BUFFER_LIMIT", 512 * 1024, int)  # unsent by
 ROOMS_PING_INTERVAL = env("PING_INTERVAL", 20, int)  # seconds of silence before a ping
 ROOMS_PING_TIMEOUT = env("PING_TIMEOUT", 30, int)  # seconds to answer it
 ROOMS_HANDSHAKE_TIMEOUT = env("HANDSHAKE_TIMEOUT", 5, int)  # seconds to complete a handshake
-ROOMS_MAX_FRAME_BYTES = env("MAX_FRAME_BYTES", 1024 * 1024, int)  # larger messages: close 1009
+# Larger messages: close 1009. autobahn buffers up to this much of a message per connection:
+# unset, it is what the longest valid message needs (rooms.limits); set, never less.
+ROOMS_MAX_FRAME_BYTES = env("MAX_FRAME_BYTES", default_frame_bytes(ROOMS_MAX_MESSAGE_LENGTH), int)
+if ROOMS_MAX_FRAME_BYTES < message_bytes_needed(ROOMS_MAX_MESSAGE_LENGTH):
+    raise ImproperlyConfigured(
+        f"Setting MAX_FRAME_BYTES={ROOMS_MAX_FRAME_BYTES} is below the "
+        f"{message_bytes_needed(ROOMS_MAX_MESSAGE_LENGTH)} bytes a message of "
+        f"MAX_MESSAGE_LENGTH={ROOMS_MAX_MESSAGE_LENGTH} characters may take; raise it, "
+        "or leave it unset."
+    )
 ROOMS_SHUTDOWN_TIMEOUT = env("SHUTDOWN_TIMEOUT", 8.0, float)  # SIGTERM to exit (docker: 10)
 # Seconds a consumer has to announce its leave after its client went; Daphne's 10 s was too
 # little when 11,000 clients of one process dropped at once (bench/crowd.py).

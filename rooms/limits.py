@@ -1,4 +1,5 @@
-"""Abuse limits: token buckets, and connection counts per process, room and client address.
+"""Abuse limits: token buckets, connection counts per process, room and client address,
+and the largest message a client may send.
 
 Plain objects with no I/O; the consumer asks them and turns a refusal into the
 ClientError they raise (docs/protocol.md, docs/operations.md). Client addresses are the
@@ -20,6 +21,26 @@ MAX_TRACKED_ADDRESSES = 65_536
 IPV6_PREFIX = 64  # one subscriber usually owns a whole /64: its addresses count as one
 MAX_ADDRESS_LENGTH = 64  # what is kept of a client "address" that is not an IP address
 IPV4_MAPPED = bytes(10) + b"\xff\xff"
+
+
+# A JSON client may write each character of its text as a \uXXXX escape, and a character
+# outside the Basic Multilingual Plane as two: 12 bytes for each character that
+# MAX_MESSAGE_LENGTH counts. The rest of {"type": "message", "text": ""}, its letters
+# escaped too and with a space after each separator, takes 106 bytes. (A text frame takes
+# at most 4 bytes a character, and one more character for the "//" escape.)
+ESCAPED_CHARACTER_BYTES = 12
+ENVELOPE_BYTES = 256
+
+
+def message_bytes_needed(max_length: int) -> int:
+    """The most bytes a valid chat message of `max_length` characters takes on the wire."""
+    return max_length * ESCAPED_CHARACTER_BYTES + ENVELOPE_BYTES
+
+
+def default_frame_bytes(max_length: int) -> int:
+    """MAX_FRAME_BYTES unless set: what the longest valid message needs, rounded up to a
+    power of two (64 KiB for 4096 characters). autobahn buffers up to that per connection."""
+    return 1 << (message_bytes_needed(max_length) - 1).bit_length()
 
 
 def address_key(client: Sequence | None) -> str | None:

@@ -7,8 +7,11 @@ else goes on.
 """
 
 import asyncio
+import os
 import re
 import socket
+import subprocess
+import sys
 import time
 
 import orjson
@@ -16,7 +19,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from rooms import errors
+from rooms import errors, protocol
 from rooms.errors import ClientError
 from rooms.limits import (
     MAX_TRACKED_ADDRESSES,
@@ -24,6 +27,8 @@ from rooms.limits import (
     JoinBudget,
     TokenBucket,
     address_key,
+    default_frame_bytes,
+    message_bytes_needed,
 )
 from tests.clients import (
     TIMEOUT,
@@ -35,6 +40,7 @@ from tests.clients import (
     recv,
     recv_n,
 )
+from tests.servers import BASE_ENV, ROOT
 
 
 @pytest.mark.parametrize(
@@ -185,6 +191,60 @@ def test_a_million_client_addresses_keep_the_per_address_maps_under_their_cap():
     assert next(reversed(counter.per_address)) == address
     counter.release("room.a", "10.0.0.0/0")
     assert counter.total == 999_999
+
+
+def worst_escaped(text: str) -> str:
+    """A JSON message command with every character escaped, astral ones as two \\u escapes,
+    and a space after each separator: the most bytes a valid message can take."""
+
+    def escape(value: str) -> str:
+        units = value.encode("utf-16-be")
+        return "".join(f"\\u{units[i]:02x}{units[i + 1]:02x}" for i in range(0, len(units), 2))
+
+    return f'{{"{escape("type")}": "{escape("message")}", "{escape("text")}": "{escape(text)}"}}'
+
+
+@pytest.mark.parametrize(
+    ("max_length", "needed", "default"),
+    [
+        (4096, 49_408, 65_536),
+        (1, 268, 512),
+        (10_000, 120_256, 131_072),
+        (5461, 65_788, 131_072),  # just over 64 KiB: the next power of two
+        (0, 256, 256),
+    ],
+)
+def test_default_frame_limit_is_the_longest_valid_message_rounded_up(max_length, needed, default):
+    assert message_bytes_needed(max_length) == needed
+    assert default_frame_bytes(max_length) == default
+
+
+@pytest.mark.parametrize("max_length", [1, 10, 4096])
+@pytest.mark.parametrize("char", ["a", "é", "€", "😀"])
+def test_longest_valid_message_fits_what_the_frame_limit_allows(max_length, char):
+    frame = worst_escaped(char * max_length)
+    assert protocol.parse_message(frame, None, protocol.JSON, max_length) == char * max_length
+    assert len(frame.encode()) <= message_bytes_needed(max_length)
+    text_frame = "/" + "/" + char * (max_length - 1)  # the "//" escape, then the text
+    assert len(text_frame.encode()) <= message_bytes_needed(max_length)
+
+
+def test_settings_refuse_a_frame_limit_below_the_longest_valid_message():
+    env = {**os.environ, **BASE_ENV, "MAX_MESSAGE_LENGTH": "100", "MAX_FRAME_BYTES": "1455"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import chatproject.settings"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert (
+        "Setting MAX_FRAME_BYTES=1455 is below the 1456 bytes a message of "
+        "MAX_MESSAGE_LENGTH=100 characters may take; raise it, or leave it unset."
+    ) in result.stderr
+    env["MAX_FRAME_BYTES"] = "1456"
+    subprocess.run([sys.executable, "-c", "import chatproject.settings"], env=env, check=True)
 
 
 async def test_client_over_its_rate_is_told_and_closed_and_the_room_goes_on(start_server):
@@ -414,13 +474,17 @@ async def _drain(ws) -> None:
         pass
 
 
-async def test_message_over_max_frame_bytes_fails_only_that_connection(start_server):
-    server = start_server("serve", MAX_FRAME_BYTES="10000")
+async def test_longest_valid_message_is_delivered_and_one_byte_more_gets_1009(start_server):
+    server = start_server("serve")  # MAX_FRAME_BYTES unset: 64 KiB for 4096 characters
     other = await join(server, "Room1", "Other")
     await recv(other)
-    big = await join(server, "Room1", "Big")
-    await recv(big), await recv(other)
-    await big.send("x" * 10001)
+    big = await join(server, "Room1", "Big", format="json", history="0")
+    await recv(big), await recv(big), await recv(other)
+    frame = worst_escaped("😀" * 4096)
+    assert len(frame) == 49_258
+    await big.send(frame)
+    assert await recv(other) == "Big: " + "😀" * 4096
+    await big.send("x" * (64 * 1024 + 1))
     code, _ = await read_until_closed(big)
     assert code in (1009, 1006)  # failed at once: most clients see the TCP close first
     assert await recv(other) == "Big left the room"
