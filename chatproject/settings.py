@@ -196,7 +196,7 @@ ROOMS_RATE_LIMIT = env("RATE_LIMIT", 10.0, float)  # frames a second per connect
 ROOMS_RATE_BURST = env("RATE_BURST", 30.0, float)  # frames a connection may send at once
 ROOMS_MAX_CONNECTIONS = env("MAX_CONNECTIONS", 5000, int)  # room connections per process
 ROOMS_MAX_ROOM_CONNECTIONS = env("MAX_ROOM_CONNECTIONS", 1000, int)  # per room, per process
-ROOMS_IDLE_TIMEOUT = env("IDLE_TIMEOUT", 3600.0, float)  # seconds without a client frame
+ROOMS_IDLE_TIMEOUT = env("IDLE_TIMEOUT", 3600.0, float)  # seconds without a valid message
 # Per client address (IPv6: per /64), per process; behind a proxy, only with Daphne's
 # --proxy-headers (docs/operations.md). 100 connections: a household or an office behind
 # one NAT, with a few tabs each, while one address holds at most a fiftieth of

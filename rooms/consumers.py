@@ -184,13 +184,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.log("join", client=logs.address(self.scope.get("client")))
         await self.catch_up(join)
         if settings.ROOMS_IDLE_TIMEOUT:
-            self.last_frame = time.monotonic()
+            self.last_message = time.monotonic()
             self.watch_idle()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.handshake is None or self.closing:
             return
-        now = self.last_frame = time.monotonic()
+        now = time.monotonic()
         # Every frame costs a token, valid or not: each one costs the server work.
         if self.bucket is not None and not self.bucket.take(now):
             await self.fail(errors.rate_limited(settings.ROOMS_RATE_LIMIT))
@@ -202,6 +202,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except ClientError as error:
             await self.fail(error)
             return
+        # Only a valid message or command keeps the client from IDLE_TIMEOUT: refused frames
+        # would otherwise hold a connection open for ever at a frame per timeout.
+        self.last_message = now
         room, nickname = self.handshake.room, self.handshake.nickname
         try:
             if getattr(self.channel_layer, "deaf", False):  # rooms.redis_layer, resubscribing
@@ -299,11 +302,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=error.close_code, reason=error.code)
 
     def watch_idle(self) -> None:
-        """Close the connection once the client has sent nothing for IDLE_TIMEOUT seconds."""
+        """Close the connection once the client has sent no valid message or command for
+        IDLE_TIMEOUT seconds."""
         # A timer to the deadline, re-armed from the last frame's time when it fires, costs
         # nothing per frame received, and less memory than a sleeping task per connection.
         timeout = settings.ROOMS_IDLE_TIMEOUT
-        remaining = self.last_frame + timeout - time.monotonic()
+        remaining = self.last_message + timeout - time.monotonic()
         if remaining > 0:
             self.idle_timer = asyncio.get_running_loop().call_later(remaining, self.watch_idle)
         else:

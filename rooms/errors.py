@@ -8,7 +8,7 @@ WS_1001_GOING_AWAY = 1001  # the server is shutting down
 WS_1011_INTERNAL_ERROR = 1011  # the server hit an unexpected error (Daphne closes with it)
 WS_4400_BAD_REQUEST = 4400  # the handshake asked for something invalid (nickname, room, format)
 WS_4404_NOT_FOUND = 4404  # no WebSocket endpoint at that path
-WS_4408_IDLE_TIMEOUT = 4408  # the client sent nothing for IDLE_TIMEOUT seconds
+WS_4408_IDLE_TIMEOUT = 4408  # no valid message or command from the client for IDLE_TIMEOUT s
 WS_4409_NICKNAME_TAKEN = 4409  # the nickname is held by another member of the room
 WS_4429_RATE_LIMITED = 4429  # too many frames, or joins or connections from one address
 WS_4503_UNAVAILABLE = 4503  # room or server full, or the channel layer down: retry later
@@ -64,9 +64,11 @@ def rate_limited(rate: float) -> ClientError:
 
 
 def idle_timeout(seconds: float) -> ClientError:
-    """Fatal: the client sent no frame for IDLE_TIMEOUT seconds."""
+    """Fatal: the client sent no valid message or command for IDLE_TIMEOUT seconds."""
     return ClientError(
-        IDLE_TIMEOUT, f"No frame from you in {seconds:g} seconds.", WS_4408_IDLE_TIMEOUT
+        IDLE_TIMEOUT,
+        f"No valid message or command from you in {seconds:g} seconds.",
+        WS_4408_IDLE_TIMEOUT,
     )
 
 

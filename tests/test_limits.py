@@ -388,7 +388,32 @@ async def test_idle_client_is_closed_with_4408_and_an_active_one_stays(start_ser
     ]
     code, frames = await read_until_closed(idle)
     assert code == errors.WS_4408_IDLE_TIMEOUT
-    assert frames[-1] == "error IDLE_TIMEOUT: No frame from you in 2 seconds."
+    assert frames[-1] == "error IDLE_TIMEOUT: No valid message or command from you in 2 seconds."
+
+
+async def test_a_client_sending_only_refused_frames_is_closed_as_idle(start_server):
+    server = start_server("serve", IDLE_TIMEOUT="2")
+    noisy = await join(server, "Room1", "Noisy")
+    assert await recv(noisy) == "Noisy joined Room1"
+    joined = time.monotonic()
+    refused = [b"\x00binary", "/nope", "x" * 4097]  # each answered with an error frame
+    sent = 0
+    try:
+        while sent < 16:  # 4 s of refused frames, one every 0.25 s
+            await noisy.send(refused[sent % 3])
+            sent += 1
+            await asyncio.sleep(0.25)
+    except ConnectionClosed:
+        pass
+    code, frames = await read_until_closed(noisy)
+    assert code == errors.WS_4408_IDLE_TIMEOUT
+    assert sent < 16 and time.monotonic() - joined > 1.9  # closed at 2 s, while sending
+    assert frames[-1] == "error IDLE_TIMEOUT: No valid message or command from you in 2 seconds."
+    assert {frame.split(":")[0] for frame in frames[:-1]} <= {
+        f"error {errors.BINARY_UNSUPPORTED}",
+        f"error {errors.COMMAND_UNKNOWN}",
+        f"error {errors.MESSAGE_TOO_LONG}",
+    }
 
 
 async def test_connection_churn_does_not_grow_server_memory(start_server):
