@@ -6,6 +6,8 @@ Parsing and encoding live in rooms.protocol; group names in rooms.groups.
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
+from functools import partial
 
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
@@ -41,9 +43,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
     """
 
     handshake: Handshake | None = None  # set once the client is a member of its room
-    claimed: Handshake | None = None  # set once the nickname is this client's in its room
     group: str | None = None  # set once counted against the connection limits
     address: str | None = None  # the client's address as counted (rooms.limits.address_key)
+    # What leave() has to undo, each set as its step of the join begins and cleared by it.
+    counted = False  # connection counts (rooms.limits.connections)
+    claimed: Handshake | None = None  # the nickname, in presence
+    in_group = False  # the channel in the room's group
+    announced = False  # the join notice: a leave notice follows it
     format = protocol.TEXT
     live = False  # room events go straight to the client, see deliver()
     closing = False
@@ -79,13 +85,23 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.base_send, self.emit = outbox.send, outbox.write_soon
         self.own_join = asyncio.get_running_loop().create_future()
         self.listen()
+        code = None  # the close code leave() logs when no disconnect message brought one
         try:
             while True:
                 await self.dispatch(await receive())
         except StopConsumer:
             pass
+        except Exception:
+            code = errors.WS_1011_INTERNAL_ERROR  # Daphne logs it, then closes with 1011
+            raise
         finally:
-            await self.stop_listening()
+            # Also after a handler raised or the task was cancelled: the connection counts,
+            # the nickname (held in Redis for as long as this process lives) and the leave
+            # notice must not outlive the connection.
+            try:
+                await self.leave(code)
+            finally:
+                await self.stop_listening()
 
     async def dispatch(self, message: dict) -> None:
         # Channels runs aclose_old_connections() in a worker thread before every handler.
@@ -146,17 +162,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except ClientError as error:
             await self.refuse(error)
             return
-        self.group, self.address = group, address
+        self.group, self.address, self.counted = group, address, True
+        self.claimed = handshake  # before the claim: one cut short may still hold the name
         try:
             await get_presence().claim(handshake.room, group, handshake.nickname, self.channel_name)
         except ClientError as error:
+            self.claimed = None  # another member's: nothing of ours to release
             await self.refuse(error)
             return
         except BACKEND_ERRORS:
             logger.warning("presence unavailable: join refused", exc_info=True)
             await self.refuse(errors.service_unavailable(fatal=True))
             return
-        self.claimed = handshake
+        self.in_group = True
         try:
             await self.channel_layer.group_add(group, self.channel_name)
         except BACKEND_ERRORS:
@@ -169,6 +187,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.accept()
         # Room events before this member's own join are history; those after it wait in
         # `early` until catch_up has replayed history up to the join's id.
+        self.announced = True
         try:
             await get_sequence().publish_join(
                 self.channel_layer,
@@ -224,25 +243,55 @@ class ChatConsumer(AsyncWebsocketConsumer):
         metrics.received()
 
     async def disconnect(self, code: int) -> None:
+        await self.leave(code)
+
+    async def leave(self, code: int | None) -> None:
+        """Undo the join in reverse: leave notice, group, nickname claim, connection counts.
+
+        Runs on disconnect and again when the consumer stops (a handler raised, the task
+        was cancelled): each step is undone at most once, one that fails does not skip
+        the others, and a cancellation is re-raised once they have all run.
+        """
         if self.idle_timer is not None:
             self.idle_timer.cancel()
-        if self.group is None:
-            return
-        connections.release(self.group, self.address)
+        self.closing, self.live, self.early = True, False, None  # nothing more for the client
+        # Each flag is cleared before anything is awaited: a second call finds nothing to do.
+        steps: list[partial[Awaitable[None]]] = []
+        if self.announced:
+            self.announced = False
+            self.log("leave", code=code)
+            room, nickname = self.handshake.room, self.handshake.nickname
+            steps.append(partial(self.broadcast, protocol.left(room, nickname, now_ms())))
+        if self.in_group:
+            self.in_group = False
+            steps.append(partial(self.channel_layer.group_discard, self.group, self.channel_name))
+        if self.claimed is not None:
+            claimed, self.claimed = self.claimed, None
+            release = get_presence().release
+            steps.append(
+                partial(release, claimed.room, self.group, claimed.nickname, self.channel_name)
+            )
+        counted, self.counted = self.counted, False
+        cancelled: asyncio.CancelledError | None = None
         try:
-            if self.claimed is not None:
-                claimed = self.claimed
-                await get_presence().release(
-                    claimed.room, self.group, claimed.nickname, self.channel_name
-                )
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-            if self.handshake is not None:
-                self.log("leave", code=code)
-                await self.broadcast(
-                    protocol.left(self.handshake.room, self.handshake.nickname, now_ms())
-                )
-        except BACKEND_ERRORS:
-            logger.warning("channel layer unavailable: leave not announced", exc_info=True)
+            for step in steps:
+                try:
+                    await step()
+                except asyncio.CancelledError as error:
+                    cancelled = error  # the other steps first
+                except BACKEND_ERRORS:
+                    logger.warning(
+                        "channel layer unavailable: %s skipped on leaving",
+                        step.func.__name__,
+                        exc_info=True,
+                    )
+                except Exception:
+                    logger.exception("leaving: %s failed", step.func.__name__)
+        finally:
+            if counted:
+                connections.release(self.group, self.address)
+        if cancelled is not None:
+            raise cancelled
 
     async def broadcast(self, frames: Frames) -> None:
         """Send one event to every member of the room, this one included."""
