@@ -206,6 +206,11 @@ ROOMS_IDLE_TIMEOUT = env("IDLE_TIMEOUT", 3600.0, float)  # seconds without a val
 ROOMS_MAX_CONNECTIONS_PER_IP = env("MAX_CONNECTIONS_PER_IP", 100, int)
 ROOMS_JOIN_RATE = env("JOIN_RATE", 1.0, float)  # joins a second per address, sustained
 ROOMS_JOIN_BURST = env("JOIN_BURST", 30.0, float)  # joins an address may make at once
+if ROOMS_JOIN_RATE > 0 and ROOMS_JOIN_BURST < 1:
+    raise ImproperlyConfigured(
+        f"Setting JOIN_BURST={ROOMS_JOIN_BURST:g} would refuse every join: make it 1 or more, "
+        "or set JOIN_RATE=0 to turn the join limit off."
+    )
 # Transport limits, applied by the launcher (python -m rooms.serve).
 ROOMS_SEND_BUFFER_LIMIT = env("SEND_BUFFER_LIMIT", 512 * 1024, int)  # unsent bytes per client
 ROOMS_PING_INTERVAL = env("PING_INTERVAL", 20, int)  # seconds of silence before a ping

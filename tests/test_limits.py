@@ -229,6 +229,28 @@ def test_longest_valid_message_fits_what_the_frame_limit_allows(max_length, char
     assert len(text_frame.encode()) <= message_bytes_needed(max_length)
 
 
+@pytest.mark.parametrize(
+    ("join_env", "refused"),
+    [
+        ({"JOIN_BURST": "0.5"}, True),
+        ({"JOIN_BURST": "0"}, True),
+        ({"JOIN_BURST": "0", "JOIN_RATE": "0"}, False),  # the limit is off
+        ({"JOIN_BURST": "1"}, False),
+    ],
+)
+def test_settings_refuse_a_join_burst_that_would_refuse_every_join(join_env, refused):
+    result = subprocess.run(
+        [sys.executable, "-c", "import chatproject.settings"],
+        cwd=ROOT,
+        env={**os.environ, **BASE_ENV, **join_env},
+        capture_output=True,
+        text=True,
+    )
+    assert (result.returncode != 0) == refused, result.stderr
+    message = f"Setting JOIN_BURST={join_env['JOIN_BURST']} would refuse every join"
+    assert (message in result.stderr) == refused
+
+
 def test_settings_refuse_a_frame_limit_below_the_longest_valid_message():
     env = {**os.environ, **BASE_ENV, "MAX_MESSAGE_LENGTH": "100", "MAX_FRAME_BYTES": "1455"}
     result = subprocess.run(
