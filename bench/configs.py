@@ -25,6 +25,8 @@ ROOMS_ENV = {
     "RATE_BURST": "100000",
     "MAX_CONNECTIONS": "20000",
     "MAX_ROOM_CONNECTIONS": "20000",
+    "MAX_CONNECTIONS_PER_IP": "0",  # the generator's clients share eight loopback addresses
+    "JOIN_RATE": "0",
 }
 
 

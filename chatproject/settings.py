@@ -13,6 +13,8 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from rooms.limits import default_frame_bytes, message_bytes_needed
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 _REQUIRED = object()
@@ -237,13 +239,36 @@ ROOMS_RATE_LIMIT = env("RATE_LIMIT", 10.0, float)  # frames a second per connect
 ROOMS_RATE_BURST = env("RATE_BURST", 30.0, float)  # frames a connection may send at once
 ROOMS_MAX_CONNECTIONS = env("MAX_CONNECTIONS", 5000, int)  # room connections per process
 ROOMS_MAX_ROOM_CONNECTIONS = env("MAX_ROOM_CONNECTIONS", 1000, int)  # per room, per process
-ROOMS_IDLE_TIMEOUT = env("IDLE_TIMEOUT", 3600.0, float)  # seconds without a client frame
+ROOMS_IDLE_TIMEOUT = env("IDLE_TIMEOUT", 3600.0, float)  # seconds without a valid message
+# Per client address (IPv6: per /64), per process; behind a proxy, only with Daphne's
+# --proxy-headers (docs/operations.md). 100 connections: a household or an office behind
+# one NAT, with a few tabs each, while one address holds at most a fiftieth of
+# MAX_CONNECTIONS. Joins: 30 at once (the pages behind one address reconnecting after a
+# restart), then one a second, refused joins included, so a client reconnecting in a loop
+# sends its room at most a join and a leave notice a second.
+ROOMS_MAX_CONNECTIONS_PER_IP = env("MAX_CONNECTIONS_PER_IP", 100, int)
+ROOMS_JOIN_RATE = env("JOIN_RATE", 1.0, float)  # joins a second per address, sustained
+ROOMS_JOIN_BURST = env("JOIN_BURST", 30.0, float)  # joins an address may make at once
+if ROOMS_JOIN_RATE > 0 and ROOMS_JOIN_BURST < 1:
+    raise ImproperlyConfigured(
+        f"Setting JOIN_BURST={ROOMS_JOIN_BURST:g} would refuse every join: make it 1 or more, "
+        "or set JOIN_RATE=0 to turn the join limit off."
+    )
 # Transport limits, applied by the launcher (python -m rooms.serve).
 ROOMS_SEND_BUFFER_LIMIT = env("SEND_BUFFER_LIMIT", 512 * 1024, int)  # unsent bytes per client
 ROOMS_PING_INTERVAL = env("PING_INTERVAL", 20, int)  # seconds of silence before a ping
 ROOMS_PING_TIMEOUT = env("PING_TIMEOUT", 30, int)  # seconds to answer it
 ROOMS_HANDSHAKE_TIMEOUT = env("HANDSHAKE_TIMEOUT", 5, int)  # seconds to complete a handshake
-ROOMS_MAX_FRAME_BYTES = env("MAX_FRAME_BYTES", 1024 * 1024, int)  # larger messages: close 1009
+# Larger messages: close 1009. autobahn buffers up to this much of a message per connection:
+# unset, it is what the longest valid message needs (rooms.limits); set, never less.
+ROOMS_MAX_FRAME_BYTES = env("MAX_FRAME_BYTES", default_frame_bytes(ROOMS_MAX_MESSAGE_LENGTH), int)
+if ROOMS_MAX_FRAME_BYTES < message_bytes_needed(ROOMS_MAX_MESSAGE_LENGTH):
+    raise ImproperlyConfigured(
+        f"Setting MAX_FRAME_BYTES={ROOMS_MAX_FRAME_BYTES} is below the "
+        f"{message_bytes_needed(ROOMS_MAX_MESSAGE_LENGTH)} bytes a message of "
+        f"MAX_MESSAGE_LENGTH={ROOMS_MAX_MESSAGE_LENGTH} characters may take; raise it, "
+        "or leave it unset."
+    )
 ROOMS_SHUTDOWN_TIMEOUT = env("SHUTDOWN_TIMEOUT", 8.0, float)  # SIGTERM to exit (docker: 10)
 # Seconds a consumer has to announce its leave after its client went; Daphne's 10 s was too
 # little when 11,000 clients of one process dropped at once (bench/crowd.py).

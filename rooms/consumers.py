@@ -6,6 +6,8 @@ Parsing and encoding live in rooms.protocol; group names in rooms.groups.
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
+from functools import partial
 
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
@@ -19,7 +21,7 @@ from rooms.errors import BACKEND_ERRORS, ClientError
 from rooms.extensions import WRITE_SOON
 from rooms.groups import room_group
 from rooms.history import Pending, get_writer
-from rooms.limits import TokenBucket, connections
+from rooms.limits import TokenBucket, address_key, connections, joins
 from rooms.outbox import Outbox
 from rooms.presence import get_presence
 from rooms.protocol import Frames, Handshake
@@ -41,9 +43,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
     """
 
     handshake: Handshake | None = None  # set once the client is a member of its room
-    claimed: Handshake | None = None  # set once the nickname is this client's in its room
     group: str | None = None  # set once counted against the connection limits
-    in_sequence = False  # counted in by the room's sequence (publish_join); leave() undoes it
+    address: str | None = None  # the client's address as counted (rooms.limits.address_key)
+    # What leave() has to undo, each set as its step of the join begins and cleared by it.
+    counted = False  # connection counts (rooms.limits.connections)
+    claimed: Handshake | None = None  # the nickname, in presence
+    in_group = False  # the channel in the room's group
+    announced = False  # the join notice: a leave notice follows it
+    in_sequence = False  # counted in by the room's sequence (publish_join)
     format = protocol.TEXT
     live = False  # room events go straight to the client, see deliver()
     closing = False
@@ -79,13 +86,23 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.base_send, self.emit = outbox.send, outbox.write_soon
         self.own_join = asyncio.get_running_loop().create_future()
         self.listen()
+        code = None  # the close code leave() logs when no disconnect message brought one
         try:
             while True:
                 await self.dispatch(await receive())
         except StopConsumer:
             pass
+        except Exception:
+            code = errors.WS_1011_INTERNAL_ERROR  # Daphne logs it, then closes with 1011
+            raise
         finally:
-            await self.stop_listening()
+            # Also after a handler raised or the task was cancelled: the connection counts,
+            # the nickname (held in Redis for as long as this process lives) and the leave
+            # notice must not outlive the connection.
+            try:
+                await self.leave(code)
+            finally:
+                await self.stop_listening()
 
     async def dispatch(self, message: dict) -> None:
         # Channels runs aclose_old_connections() in a worker thread before every handler.
@@ -130,28 +147,39 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self.format = protocol.requested_format(self.scope["query_string"])
+        address = address_key(self.scope.get("client"))
         try:
+            # Every join costs its address a token, whether it succeeds or not.
+            joins.spend(
+                address, time.monotonic(), settings.ROOMS_JOIN_RATE, settings.ROOMS_JOIN_BURST
+            )
             handshake = protocol.parse_handshake(
                 self.scope["url_route"]["kwargs"]["room_name"], self.scope["query_string"]
             )
             group = room_group(handshake.room)
             connections.acquire(
-                group, settings.ROOMS_MAX_CONNECTIONS, settings.ROOMS_MAX_ROOM_CONNECTIONS
+                group,
+                settings.ROOMS_MAX_CONNECTIONS,
+                settings.ROOMS_MAX_ROOM_CONNECTIONS,
+                address,
+                settings.ROOMS_MAX_CONNECTIONS_PER_IP,
             )
         except ClientError as error:
             await self.refuse(error)
             return
-        self.group = group
+        self.group, self.address, self.counted = group, address, True
+        self.claimed = handshake  # before the claim: one cut short may still hold the name
         try:
             await get_presence().claim(handshake.room, group, handshake.nickname, self.channel_name)
         except ClientError as error:
+            self.claimed = None  # another member's: nothing of ours to release
             await self.refuse(error)
             return
         except BACKEND_ERRORS:
             logger.warning("presence unavailable: join refused", exc_info=True)
             await self.refuse(errors.service_unavailable(fatal=True))
             return
-        self.claimed = handshake
+        self.in_group = True
         try:
             await self.channel_layer.group_add(group, self.channel_name)
         except BACKEND_ERRORS:
@@ -164,7 +192,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.accept()
         # Room events before this member's own join are history; those after it wait in
         # `early` until catch_up has replayed history up to the join's id.
-        self.in_sequence = True
+        self.announced = self.in_sequence = True
         try:
             await get_sequence().publish_join(
                 self.channel_layer,
@@ -180,13 +208,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.log("join", client=logs.address(self.scope.get("client")))
         await self.catch_up(join)
         if settings.ROOMS_IDLE_TIMEOUT:
-            self.last_frame = time.monotonic()
+            self.last_message = time.monotonic()
             self.watch_idle()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.handshake is None or self.closing:
             return
-        now = self.last_frame = time.monotonic()
+        now = time.monotonic()
         # Every frame costs a token, valid or not: each one costs the server work.
         if self.bucket is not None and not self.bucket.take(now):
             await self.fail(errors.rate_limited(settings.ROOMS_RATE_LIMIT))
@@ -198,6 +226,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except ClientError as error:
             await self.fail(error)
             return
+        # Only a valid message or command keeps the client from IDLE_TIMEOUT: refused frames
+        # would otherwise hold a connection open for ever at a frame per timeout.
+        self.last_message = now
         room, nickname = self.handshake.room, self.handshake.nickname
         try:
             if getattr(self.channel_layer, "deaf", False):  # rooms.redis_layer, resubscribing
@@ -221,28 +252,58 @@ class ChatConsumer(AsyncWebsocketConsumer):
         metrics.received()
 
     async def disconnect(self, code: int) -> None:
+        await self.leave(code)
+
+    async def leave(self, code: int | None) -> None:
+        """Undo the join in reverse: leave notice, group, nickname claim, connection counts.
+
+        Runs on disconnect and again when the consumer stops (a handler raised, the task
+        was cancelled): each step is undone at most once, one that fails does not skip
+        the others, and a cancellation is re-raised once they have all run.
+        """
         if self.idle_timer is not None:
             self.idle_timer.cancel()
-        if self.group is None:
-            return
-        connections.release(self.group)
+        self.closing, self.live, self.early = True, False, None  # nothing more for the client
+        # Each flag is cleared before anything is awaited: a second call finds nothing to do.
+        steps: list[partial[Awaitable[None]]] = []
+        if self.announced:
+            self.announced = False
+            self.log("leave", code=code)
+            room, nickname = self.handshake.room, self.handshake.nickname
+            steps.append(partial(self.broadcast, protocol.left(room, nickname, now_ms())))
+        if self.in_group:
+            self.in_group = False
+            steps.append(partial(self.channel_layer.group_discard, self.group, self.channel_name))
+        if self.claimed is not None:
+            claimed, self.claimed = self.claimed, None
+            release = get_presence().release
+            steps.append(
+                partial(release, claimed.room, self.group, claimed.nickname, self.channel_name)
+            )
+        counted, self.counted = self.counted, False
+        in_sequence, self.in_sequence = self.in_sequence, False
+        cancelled: asyncio.CancelledError | None = None
         try:
-            if self.claimed is not None:
-                claimed = self.claimed
-                await get_presence().release(
-                    claimed.room, self.group, claimed.nickname, self.channel_name
-                )
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-            if self.handshake is not None:
-                self.log("leave", code=code)
-                await self.broadcast(
-                    protocol.left(self.handshake.room, self.handshake.nickname, now_ms())
-                )
-        except BACKEND_ERRORS:
-            logger.warning("channel layer unavailable: leave not announced", exc_info=True)
-        if self.in_sequence:
-            self.in_sequence = False
-            get_sequence().leave(self.group)
+            for step in steps:
+                try:
+                    await step()
+                except asyncio.CancelledError as error:
+                    cancelled = error  # the other steps first
+                except BACKEND_ERRORS:
+                    logger.warning(
+                        "channel layer unavailable: %s skipped on leaving",
+                        step.func.__name__,
+                        exc_info=True,
+                    )
+                except Exception:
+                    logger.exception("leaving: %s failed", step.func.__name__)
+        finally:
+            if in_sequence:
+                get_sequence().leave(self.group)
+            if counted:
+                connections.release(self.group, self.address)
+        if cancelled is not None:
+            raise cancelled
 
     async def broadcast(self, frames: Frames) -> None:
         """Send one event to every member of the room, this one included."""
@@ -303,15 +364,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
             # Room events may still arrive until the close completes; sending them on a
             # closing socket raises (autobahn), which would skip disconnect() and the leave.
             self.closing, self.live = True, False
-            self.log("close", code=error.close_code, error=error.code)
+            client = logs.address(self.scope.get("client"))  # who hit a per-address limit
+            self.log("close", code=error.close_code, error=error.code, client=client)
             await self.close(code=error.close_code, reason=error.code)
 
     def watch_idle(self) -> None:
-        """Close the connection once the client has sent nothing for IDLE_TIMEOUT seconds."""
+        """Close the connection once the client has sent no valid message or command for
+        IDLE_TIMEOUT seconds."""
         # A timer to the deadline, re-armed from the last frame's time when it fires, costs
         # nothing per frame received, and less memory than a sleeping task per connection.
         timeout = settings.ROOMS_IDLE_TIMEOUT
-        remaining = self.last_frame + timeout - time.monotonic()
+        remaining = self.last_message + timeout - time.monotonic()
         if remaining > 0:
             self.idle_timer = asyncio.get_running_loop().call_later(remaining, self.watch_idle)
         else:

@@ -5,11 +5,12 @@ from redis.exceptions import RedisError
 # Close codes (RFC 6455 section 7.4; 4000-4999 are ours, mnemonic of HTTP statuses).
 WS_1000_NORMAL = 1000  # the client or server ended the session normally
 WS_1001_GOING_AWAY = 1001  # the server is shutting down
+WS_1011_INTERNAL_ERROR = 1011  # the server hit an unexpected error (Daphne closes with it)
 WS_4400_BAD_REQUEST = 4400  # the handshake asked for something invalid (nickname, room, format)
 WS_4404_NOT_FOUND = 4404  # no WebSocket endpoint at that path
-WS_4408_IDLE_TIMEOUT = 4408  # the client sent nothing for IDLE_TIMEOUT seconds
+WS_4408_IDLE_TIMEOUT = 4408  # no valid message or command from the client for IDLE_TIMEOUT s
 WS_4409_NICKNAME_TAKEN = 4409  # the nickname is held by another member of the room
-WS_4429_RATE_LIMITED = 4429  # the client sent frames faster than its rate limit
+WS_4429_RATE_LIMITED = 4429  # too many frames, or joins or connections from one address
 WS_4503_UNAVAILABLE = 4503  # room or server full, or the channel layer down: retry later
 WS_4509_SLOW_CONSUMER = 4509  # the client fell SEND_BUFFER_LIMIT bytes behind reading
 
@@ -47,6 +48,8 @@ ROOM_FULL = "ROOM_FULL"
 SERVER_FULL = "SERVER_FULL"
 SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 SLOW_CONSUMER = "SLOW_CONSUMER"
+TOO_MANY_CONNECTIONS = "TOO_MANY_CONNECTIONS"
+JOIN_RATE_LIMITED = "JOIN_RATE_LIMITED"
 
 # What a channel layer or Redis-backed store raises while its backend is unreachable.
 BACKEND_ERRORS = (RedisError, OSError, TimeoutError)
@@ -62,9 +65,11 @@ def rate_limited(rate: float) -> ClientError:
 
 
 def idle_timeout(seconds: float) -> ClientError:
-    """Fatal: the client sent no frame for IDLE_TIMEOUT seconds."""
+    """Fatal: the client sent no valid message or command for IDLE_TIMEOUT seconds."""
     return ClientError(
-        IDLE_TIMEOUT, f"No frame from you in {seconds:g} seconds.", WS_4408_IDLE_TIMEOUT
+        IDLE_TIMEOUT,
+        f"No valid message or command from you in {seconds:g} seconds.",
+        WS_4408_IDLE_TIMEOUT,
     )
 
 

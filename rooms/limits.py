@@ -1,14 +1,67 @@
-"""Abuse limits: a per-connection token bucket and per-process connection counts.
+"""Abuse limits: token buckets, connection counts per process, room and client address,
+and the largest message a client may send.
 
-Both are plain objects with no I/O; the consumer asks them and turns a refusal into the
-ClientError they raise (docs/protocol.md, docs/operations.md).
+Plain objects with no I/O; the consumer asks them and turns a refusal into the
+ClientError they raise (docs/protocol.md, docs/operations.md). Client addresses are the
+client's to choose (a /64 holds 2^64 of them, a botnet many IPv4 ones): every map keyed by
+one forgets entries that carry no information and holds at most MAX_TRACKED_ADDRESSES.
 """
 
-from collections import Counter
+import socket
+from collections import Counter, OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rooms import errors
 from rooms.errors import ClientError
+
+# Entries each per-address map keeps at most; beyond, the oldest goes. Full, with IPv6
+# keys: about 10 MB for the connection counts, 16 MB for the join buckets.
+MAX_TRACKED_ADDRESSES = 65_536
+IPV6_PREFIX = 64  # one subscriber usually owns a whole /64: its addresses count as one
+MAX_ADDRESS_LENGTH = 64  # what is kept of a client "address" that is not an IP address
+IPV4_MAPPED = bytes(10) + b"\xff\xff"
+
+
+# A JSON client may write each character of its text as a \uXXXX escape, and a character
+# outside the Basic Multilingual Plane as two: 12 bytes for each character that
+# MAX_MESSAGE_LENGTH counts. The rest of {"type": "message", "text": ""}, its letters
+# escaped too and with a space after each separator, takes 106 bytes. (A text frame takes
+# at most 4 bytes a character, and one more character for the "//" escape.)
+ESCAPED_CHARACTER_BYTES = 12
+ENVELOPE_BYTES = 256
+
+
+def message_bytes_needed(max_length: int) -> int:
+    """The most bytes a valid chat message of `max_length` characters takes on the wire."""
+    return max_length * ESCAPED_CHARACTER_BYTES + ENVELOPE_BYTES
+
+
+def default_frame_bytes(max_length: int) -> int:
+    """MAX_FRAME_BYTES unless set: what the longest valid message needs, rounded up to a
+    power of two (64 KiB for 4096 characters). autobahn buffers up to that per connection."""
+    return 1 << (message_bytes_needed(max_length) - 1).bit_length()
+
+
+def address_key(client: Sequence | None) -> str | None:
+    """What a client's per-address limits are counted under: its IPv4 address, or the /64
+    of its IPv6 one; None when the server knows no address (a UNIX socket)."""
+    # inet_pton: about 1 µs a join where the ipaddress module takes 15 (IPv4) to 100 (IPv6).
+    if not client:
+        return None
+    host = str(client[0])
+    try:
+        return socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, host))
+    except OSError:
+        pass
+    try:
+        packed = socket.inet_pton(socket.AF_INET6, host.partition("%")[0])  # no zone index
+    except OSError:  # a proxy header that is no address: count it as it is
+        return host[:MAX_ADDRESS_LENGTH]
+    if packed.startswith(IPV4_MAPPED):  # ::ffff:1.2.3.4, IPv4 on a dual-stack socket
+        return socket.inet_ntop(socket.AF_INET, packed[len(IPV4_MAPPED) :])
+    network = packed[: IPV6_PREFIX // 8] + bytes(16 - IPV6_PREFIX // 8)
+    return f"{socket.inet_ntop(socket.AF_INET6, network)}/{IPV6_PREFIX}"
 
 
 @dataclass(slots=True)
@@ -35,21 +88,78 @@ class TokenBucket:
         self.tokens -= 1
         return True
 
+    def full(self, now: float) -> bool:
+        """Whether the bucket is back to its burst at `now`: a new one would do the same."""
+        return self.tokens + (now - self.updated) * self.rate >= self.burst
+
+
+class JoinBudget:
+    """A token bucket of joins per client address, so that reconnecting does not refill
+    it: every join costs a token, refused or not, and a join refused here announces
+    nothing to the room."""
+
+    def __init__(self, cap: int = MAX_TRACKED_ADDRESSES) -> None:
+        self.cap = cap
+        self.buckets: OrderedDict[str, TokenBucket] = OrderedDict()  # least recent first
+
+    def spend(self, address: str | None, now: float, rate: float, burst: float) -> None:
+        """Charge one join to `address` at `now`, or raise JOIN_RATE_LIMITED (rate 0: none)."""
+        if address is None or rate <= 0:
+            return
+        buckets = self.buckets
+        # Forget the buckets full again, least recently used first. The sweep stops at the
+        # first that is not: one may wait up to burst/rate seconds behind it.
+        while buckets and next(iter(buckets.values())).full(now):
+            buckets.popitem(last=False)
+        bucket = buckets.get(address)
+        if bucket is not None:
+            buckets.move_to_end(address)
+        else:
+            if len(buckets) >= self.cap:
+                buckets.popitem(last=False)
+            bucket = buckets[address] = TokenBucket(rate, burst)
+        if not bucket.take(now):
+            raise ClientError(
+                errors.JOIN_RATE_LIMITED,
+                f"Too many joins from your address: at most {rate:g} a second on average; "
+                "try again in a few seconds.",
+                errors.WS_4429_RATE_LIMITED,
+            )
+
 
 class ConnectionCounter:
-    """Open room connections in this process, in total and per room group."""
+    """Open room connections in this process, in total, per room group and per client
+    address."""
 
-    def __init__(self) -> None:
+    def __init__(self, cap: int = MAX_TRACKED_ADDRESSES) -> None:
         self.total = 0
         self.per_group: Counter[str] = Counter()
+        self.per_address: OrderedDict[str, int] = OrderedDict()  # address -> open, oldest first
+        self.cap = cap
 
-    def acquire(self, group: str, max_total: int, max_per_group: int) -> None:
-        """Count one more member of `group`, or raise SERVER_FULL / ROOM_FULL (0 = no limit)."""
+    def acquire(
+        self,
+        group: str,
+        max_total: int,
+        max_per_group: int,
+        address: str | None = None,
+        max_per_address: int = 0,
+    ) -> None:
+        """Count one more member of `group` from `address`, or raise SERVER_FULL,
+        TOO_MANY_CONNECTIONS or ROOM_FULL (0 = no limit)."""
         if max_total and self.total >= max_total:
             raise ClientError(
                 errors.SERVER_FULL,
                 "The server is at its connection limit; try again later.",
                 errors.WS_4503_UNAVAILABLE,
+            )
+        held = self.per_address.get(address, 0) if address is not None else 0
+        if max_per_address and held >= max_per_address:
+            raise ClientError(
+                errors.TOO_MANY_CONNECTIONS,
+                f"Too many connections from your address (at most {max_per_address}); "
+                "close one or try again later.",
+                errors.WS_4429_RATE_LIMITED,
             )
         if max_per_group and self.per_group[group] >= max_per_group:
             raise ClientError(
@@ -59,13 +169,27 @@ class ConnectionCounter:
             )
         self.total += 1
         self.per_group[group] += 1
+        if address is not None:
+            if not held and len(self.per_address) >= self.cap:
+                # Past the cap the oldest address is forgotten: it may then open up to
+                # max_per_address more, which takes `cap` addresses connected at once.
+                self.per_address.popitem(last=False)
+            self.per_address[address] = held + 1
 
-    def release(self, group: str) -> None:
-        """Forget one member of `group`; a group with no member left is dropped."""
+    def release(self, group: str, address: str | None = None) -> None:
+        """Forget one member of `group` from `address`; a group or an address with no
+        connection left is dropped."""
         self.total -= 1
         self.per_group[group] -= 1
         if self.per_group[group] <= 0:
             del self.per_group[group]
+        held = self.per_address.get(address) if address is not None else None
+        if held is None:  # no address, or forgotten past the cap
+            return
+        if held <= 1:
+            del self.per_address[address]
+        else:
+            self.per_address[address] = held - 1
 
     @property
     def rooms(self) -> int:
@@ -74,3 +198,4 @@ class ConnectionCounter:
 
 
 connections = ConnectionCounter()
+joins = JoinBudget()

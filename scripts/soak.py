@@ -103,7 +103,7 @@ def start_server(port: int, workdir: Path, processes: int, redis_url: str) -> su
         "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
         "LOG_LEVEL": "WARNING",
         "RATE_LIMIT": "0",
-        "MAX_CONNECTIONS_PER_IP": "0",
+        "MAX_CONNECTIONS_PER_IP": "0",  # every member connects from 127.0.0.1
         "JOIN_RATE": "0",
     }
     for key in ("REDIS_URL", "CHANNEL_LAYER", "REDIS_PREFIX"):

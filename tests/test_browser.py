@@ -319,6 +319,22 @@ async def test_a_rate_limited_page_says_so_and_comes_back(visit, start_server, s
     await expect_messages(nick, [("Nick", "flood 0"), ("Nick", "flood 1")])
 
 
+async def test_a_page_over_its_address_connection_limit_says_so_and_joins_once_one_closes(
+    visit, start_server, static_root
+):
+    server = start_server("daphne", STATIC_ROOT=str(static_root), MAX_CONNECTIONS_PER_IP="1")
+    nick = await enter_room(await visit(), server, "Room1", "Nick")
+    alex = await visit()
+    await alex.goto(room_url(server, "Room1", "Alex"))
+    await expect(alex.locator("#alert")).to_have_text(
+        "Too many chat connections are open from your network. Too many connections from "
+        "your address (at most 1); close one or try again later."
+    )
+    await expect(alex.locator("#status")).to_have_text(re.compile(r"^Reconnecting in [5-7] s$"))
+    await nick.close()
+    await expect(alex.locator("#status")).to_have_text("Connected", timeout=15_000)
+
+
 async def test_the_lobby_lists_active_rooms_with_member_counts(visit, server):
     lobby = await visit()
     await lobby.goto(server.http("/"))

@@ -1,12 +1,17 @@
-"""The consumer in process, through Channels' WebsocketCommunicator."""
+"""The consumer in process, through Channels' WebsocketCommunicator; faults injected
+where a live server cannot be made to fail."""
+
+import asyncio
 
 import orjson
 import pytest
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
 from chatproject.asgi import application
-from rooms import errors
+from rooms import errors, protocol
+from rooms.limits import connections
 from tests.clients import chat_path
 from tests.communicators import communicator
 
@@ -181,3 +186,85 @@ async def test_json_client_refused_at_the_handshake_gets_a_json_error():
     assert error["type"] == "error" and error["code"] == errors.NICKNAME_INVALID
     assert error["close"] == errors.WS_4400_BAD_REQUEST
     assert (await bad.receive_output())["code"] == errors.WS_4400_BAD_REQUEST
+
+
+async def _two_members() -> tuple[WebsocketCommunicator, WebsocketCommunicator]:
+    alex = await communicator("Room1", "Alex")
+    assert await alex.receive_from() == "Alex joined Room1"
+    nick = await communicator("Room1", "Nick")
+    assert await nick.receive_from() == await alex.receive_from() == "Nick joined Room1"
+    return alex, nick
+
+
+async def _nickname_free_and_room_serving(alex: WebsocketCommunicator) -> None:
+    """Nick can join again, and the room still relays."""
+    again = await communicator("Room1", "Nick")
+    assert await again.receive_from() == await alex.receive_from() == "Nick joined Room1"
+    await alex.send_to("still serving")
+    assert await again.receive_from() == await alex.receive_from() == "Alex: still serving"
+    await again.disconnect()
+    await alex.disconnect()
+
+
+async def test_a_handler_that_raises_still_leaves_and_frees_everything_it_held(monkeypatch):
+    parse_message = protocol.parse_message
+
+    def fails_on_boom(text, data, fmt, max_length):
+        if text == "boom":
+            raise RuntimeError("injected fault")
+        return parse_message(text, data, fmt, max_length)
+
+    monkeypatch.setattr(protocol, "parse_message", fails_on_boom)
+    before = (connections.total, dict(connections.per_group))
+    alex, nick = await _two_members()
+    assert connections.total == before[0] + 2
+    await nick.send_to("boom")
+    with pytest.raises(RuntimeError, match="injected fault"):
+        await nick.receive_output()  # the consumer stopped with the error
+    assert await alex.receive_from() == "Nick left the room"
+    assert connections.total == before[0] + 1
+    await alex.disconnect()
+    assert (connections.total, dict(connections.per_group)) == before
+    alex = await communicator("Room1", "Alex")
+    assert await alex.receive_from() == "Alex joined Room1"
+    await _nickname_free_and_room_serving(alex)
+
+
+async def test_a_leave_step_that_fails_skips_none_of_the_others(monkeypatch, caplog):
+    alex, nick = await _two_members()
+    before = connections.total
+    layer = get_channel_layer()
+    group_discard = layer.group_discard
+
+    async def fails_once(group: str, channel: str) -> None:
+        monkeypatch.setattr(layer, "group_discard", group_discard)
+        raise RuntimeError("injected fault")
+
+    monkeypatch.setattr(layer, "group_discard", fails_once)
+    await nick.disconnect()
+    assert await alex.receive_from() == "Nick left the room"
+    assert connections.total == before - 1
+    assert "leaving: " in caplog.text and "RuntimeError: injected fault" in caplog.text
+    await _nickname_free_and_room_serving(alex)
+
+
+async def test_a_consumer_cancelled_while_leaving_finishes_and_stays_cancelled(monkeypatch):
+    alex, nick = await _two_members()
+    before = connections.total
+    layer = get_channel_layer()
+    group_discard = layer.group_discard
+    hung = asyncio.Event()
+
+    async def hangs_once(group: str, channel: str) -> None:
+        monkeypatch.setattr(layer, "group_discard", group_discard)
+        hung.set()
+        await asyncio.Event().wait()  # until cancelled
+
+    monkeypatch.setattr(layer, "group_discard", hangs_once)
+    # The client goes and its leave hangs; WebsocketCommunicator cancels the consumer after
+    # a second, as Daphne does after CLOSE_TIMEOUT.
+    await nick.disconnect()
+    assert hung.is_set() and nick.future.cancelled()  # the cancellation was not swallowed
+    assert await alex.receive_from() == "Nick left the room"
+    assert connections.total == before - 1  # the steps after the cancelled one still ran
+    await _nickname_free_and_room_serving(alex)

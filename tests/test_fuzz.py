@@ -35,6 +35,7 @@ def fuzz_server(migrated_sqlite, tmp_path_factory) -> Iterator[Server]:
             "DATABASE_URL": f"sqlite:///{database}",
             "HANDSHAKE_TIMEOUT": str(HANDSHAKE_TIMEOUT),
             "RATE_LIMIT": "0",
+            "JOIN_RATE": "0",  # every case joins from 127.0.0.1
             "LOG_LEVEL": "WARNING",
         },
         tmp,

@@ -40,9 +40,10 @@ async def test_dropped_connection_announces_leave(daphne):
     await nick.close()
 
 
-async def test_the_first_member_of_a_new_room_sees_the_next_one_join(daphne):
+async def test_the_first_member_of_a_new_room_sees_the_next_one_join(start_server):
     # The first join of a room waits for the room's stored floor; the next joiner must
     # not overtake it.
+    daphne = start_server("daphne", JOIN_RATE="0")  # 60 joins from one address
     for n in range(30):
         first = await join(daphne, f"New{n}", "Nick")
         second = await join(daphne, f"New{n}", "Alex")
@@ -72,7 +73,8 @@ async def _connect_one_by_one(server, room: str, count: int) -> list:
     return clients
 
 
-async def test_two_hundred_clients_receive_all_messages_in_one_order(daphne):
+async def test_two_hundred_clients_receive_all_messages_in_one_order(start_server):
+    daphne = start_server("daphne", JOIN_RATE="0", MAX_CONNECTIONS_PER_IP="0")  # one address
     clients = await _connect_one_by_one(daphne, "Crowd", 200)
     for n, client in enumerate(clients):
         later = [f"user{i} joined Crowd" for i in range(n + 1, 200)]

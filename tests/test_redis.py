@@ -87,7 +87,14 @@ async def test_a_leaving_client_leaves_no_redis_subscription_behind(start_server
 
 
 async def test_a_mass_disconnect_is_announced_through_a_bounded_redis_pool(start_server, redis_env):
-    server = start_server("serve", **redis_env, REDIS_POOL_SIZE="4", RATE_LIMIT="0")
+    server = start_server(
+        "serve",
+        **redis_env,
+        REDIS_POOL_SIZE="4",
+        RATE_LIMIT="0",
+        JOIN_RATE="0",  # 220 members, all from one address
+        MAX_CONNECTIONS_PER_IP="0",
+    )
     client = redis.asyncio.Redis.from_url(redis_env["REDIS_URL"])
     rooms = [f"Crowd{n}" for n in range(20)]
     listeners = [await join(server, room, "listener") for room in rooms]
@@ -108,7 +115,14 @@ async def test_a_mass_disconnect_is_announced_through_a_bounded_redis_pool(start
 
 async def test_joiners_arriving_together_all_hear_their_room(start_server, redis_env):
     # Their channels and rooms are subscribed in Redis a burst at a time, in shared commands.
-    server = start_server("serve", **redis_env, CHANNEL_LAYER="redis-pubsub", RATE_LIMIT="0")
+    server = start_server(
+        "serve",
+        **redis_env,
+        CHANNEL_LAYER="redis-pubsub",
+        RATE_LIMIT="0",
+        JOIN_RATE="0",  # 100 joins at once, all from one address
+        MAX_CONNECTIONS_PER_IP="0",
+    )
     rooms = [f"Burst{r}" for r in range(10)]
     members = await asyncio.gather(
         *(join(server, room, f"u{n}") for room in rooms for n in range(10))

@@ -72,7 +72,7 @@ async def test_rooms_visited_and_left_give_their_memory_back(start_server):
     # One client per room sends 20 messages of 4,000 characters and leaves: nothing of the
     # room may stay in the process once its messages are written (issue 14: 95 MB kept for
     # 1,000 rooms before).
-    server = start_server("serve", RATE_LIMIT="0", FLUSH_INTERVAL_MS="50")
+    server = start_server("serve", RATE_LIMIT="0", JOIN_RATE="0", FLUSH_INTERVAL_MS="50")
     text = "x" * 4000
 
     async def visit(worker: int, rooms: range) -> None:

@@ -16,7 +16,7 @@
     4404: "There is no chat at this address.",
     4408: "The server closed the connection after a long idle time.",
     4409: "That nickname is already taken in this room.",
-    4429: "You sent too many messages too fast, so the server disconnected you.",
+    4429: "Too many messages, or too many connections from your network: the server disconnected you for now.",
     4503: "The room or the server is full or unavailable for now.",
     4509: "This page fell too far behind the conversation.",
   };
@@ -38,6 +38,8 @@
     SERVER_FULL: "The server is full.",
     SERVICE_UNAVAILABLE: "The chat service is unavailable for now.",
     SLOW_CONSUMER: "This page fell too far behind the conversation.",
+    TOO_MANY_CONNECTIONS: "Too many chat connections are open from your network.",
+    JOIN_RATE_LIMITED: "Your network joined rooms too often in a short time.",
   };
   // Closes after which reconnecting cannot help: the same request would be refused again.
   const FATAL_CLOSES = new Set([4400, 4404, 4409]);
