@@ -19,4 +19,4 @@ RUN useradd --create-home --uid 10001 rooms && chown rooms /app
 USER 10001
 
 EXPOSE 8000
-CMD ["sh", "-c", "python manage.py migrate --noinput && exec python -m rooms.workers --host 0.0.0.0 --port 8000"]
+CMD ["sh", "-c", "python manage.py migrate --noinput && exec python -m rooms.server.workers --host 0.0.0.0 --port 8000"]

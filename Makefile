@@ -1,4 +1,4 @@
-# make run: set up and serve on 0.0.0.0:8000 (rooms.serve: Daphne plus graceful shutdown;
+# make run: set up and serve on 0.0.0.0:8000 (rooms.server.serve: Daphne plus graceful shutdown;
 # in-memory layer, SQLite), as in production: DEBUG off, a secret key of this checkout's own.
 # make test: set up, start the services the tests need, run every test.
 PYTHON ?= python3
@@ -44,14 +44,14 @@ $(SECRET_KEY_FILE):
 run: $(RUN_STAMP) $(SECRET_KEY_FILE)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v0
-	$(PY) -m rooms.workers --host $(HOST) --port $(PORT)
+	$(PY) -m rooms.server.workers --host $(HOST) --port $(PORT)
 
 # N server processes on one port, rooms shared through Redis: make serve WORKERS=4 REDIS_URL=...
 WORKERS ?= 2
 serve: $(RUN_STAMP) $(SECRET_KEY_FILE)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v0
-	$(PY) -m rooms.workers --workers $(WORKERS) --host $(HOST) --port $(PORT)
+	$(PY) -m rooms.server.workers --workers $(WORKERS) --host $(HOST) --port $(PORT)
 
 services:
 	scripts/services.sh

@@ -63,7 +63,7 @@ RUNNERS = {
     "daphne": "{bin}/daphne -b 127.0.0.1 -p {port} {app}",
     "uvicorn": "{bin}/uvicorn {app} --host 127.0.0.1 --port {port} --loop uvloop "
     "--ws websockets-sansio",
-    "serve": "{python} -m rooms.serve -b 127.0.0.1 -p {port} {app}",
+    "serve": "{python} -m rooms.server.serve -b 127.0.0.1 -p {port} {app}",
 }
 
 # Servers outside the APP x RUNNER grid. A multi-process launcher of the product belongs

@@ -1,4 +1,4 @@
-"""Crowd test: more than 20,000 WebSockets held open by `rooms.workers --workers 2`.
+"""Crowd test: more than 20,000 WebSockets held open by `rooms.server.workers --workers 2`.
 
 Why a module of its own: the file-descriptor hard limit here is 20,000 per process, so one
 load generator (`python -m bench`) tops out near 19,900 sockets. This starts the
@@ -41,7 +41,7 @@ from bench.swarm import ChatClient, Swarm
 
 log = logging.getLogger("bench.crowd")
 
-COMMAND = "{python} -m rooms.workers --workers 2 --host 127.0.0.1 --port {port}"
+COMMAND = "{python} -m rooms.server.workers --workers 2 --host 127.0.0.1 --port {port}"
 CHECKS = ("rooms", "rooms_complete", "expected", "delivered", "duplicates", "lost", "cpu_s")
 
 
@@ -173,7 +173,7 @@ def _kill_orphans(pids: list[int]) -> bool:
     killed = False
     for pid in pids:
         with suppress(OSError):
-            if b"rooms.serve" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            if b"rooms.server.serve" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 os.kill(pid, signal.SIGKILL)
                 log.error("server worker %d outlived its launcher; killed", pid)
                 killed = True
@@ -285,7 +285,7 @@ def summary(opts: argparse.Namespace, out: dict[str, Any], argv: list[str]) -> t
     )
     return passed, "\n".join(
         [
-            f"crowd: {ok:,} WebSockets on {len(out['workers'])} rooms.workers processes "
+            f"crowd: {ok:,} WebSockets on {len(out['workers'])} rooms.server.workers processes "
             f"(redis-pubsub), {opts.procs} generator processes, rooms of {opts.room_size}",
             f"  connections     {ok:,} ok, {failed:,} failed"
             + (f" {dict(kinds)}" if kinds else ""),

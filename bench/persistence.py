@@ -16,9 +16,9 @@ django.setup()
 
 from django.core.management import call_command  # noqa: E402
 
-from rooms.history import HistoryWriter, Pending  # noqa: E402
-from rooms.layers import FanoutInMemoryChannelLayer  # noqa: E402
-from rooms.sequence import InProcessSequence, room_event  # noqa: E402
+from rooms.layers.memory import FanoutInMemoryChannelLayer  # noqa: E402
+from rooms.state.history import HistoryWriter, Pending  # noqa: E402
+from rooms.state.sequence import InProcessSequence, room_event  # noqa: E402
 
 MEMBERS = 100
 MESSAGES = 20_000

@@ -10,8 +10,8 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from rooms.origin import allowed_hosts_origin_validator  # noqa: E402
 from rooms.routing import websocket_urlpatterns  # noqa: E402
+from rooms.web.origin import allowed_hosts_origin_validator  # noqa: E402
 
 
 def configured_root_path(app):

@@ -13,7 +13,7 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from rooms.limits import default_frame_bytes, message_bytes_needed
+from rooms.core.limits import default_frame_bytes, message_bytes_needed
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -75,7 +75,7 @@ if SECRET_KEY_FILE:
 else:
     SECRET_KEY = env("SECRET_KEY", "insecure-local-only-key" if DEBUG else _REQUIRED)
 # Outside local use (DEBUG off) the served hosts must be named: they are also the browser
-# origins admitted to WebSockets (rooms/origin.py).
+# origins admitted to WebSockets (rooms/web/origin.py).
 ALLOWED_HOSTS = env(
     "ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else _REQUIRED, csv
 )
@@ -101,7 +101,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "rooms.security.content_security_policy",
+    "rooms.web.security.content_security_policy",
 ]
 
 # Security headers on every HTTP response. HTTPS=1 when a TLS-terminating proxy is in
@@ -117,7 +117,7 @@ CONTENT_SECURITY_POLICY = env(
 )
 # Error pages and reports mask the password inside URL-shaped values (REDIS_URL, the channel
 # layer's hosts) as well as settings named like KEY or PASSWORD.
-DEFAULT_EXCEPTION_REPORTER_FILTER = "rooms.reporting.CredentialFilter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "rooms.web.reporting.CredentialFilter"
 HTTPS = env("HTTPS", False, boolean)
 # The path prefix a proxy serves the site under, passing full paths on (the ASGI root_path,
 # Django's SCRIPT_NAME); "" at the root. Only this decides it (chatproject/asgi.py): Daphne
@@ -153,7 +153,7 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Several server processes (rooms.workers) write history to one file: wait for the
+    # Several server processes (rooms.server.workers) write history to one file: wait for the
     # lock instead of failing at once ("database is locked"). A transaction that reads
     # before it writes must take the write lock when it begins (IMMEDIATE): SQLite fails,
     # without waiting, the upgrade of a read lock while another writer waits.
@@ -191,11 +191,11 @@ CHANNEL_LAYER = env("CHANNEL_LAYER", "redis-pubsub" if REDIS_URL else "memory")
 CHANNEL_CAPACITY = env("CHANNEL_CAPACITY", 1000, int)
 _LAYERS = {
     "memory": {
-        "BACKEND": "rooms.layers.FanoutInMemoryChannelLayer",
+        "BACKEND": "rooms.layers.memory.FanoutInMemoryChannelLayer",
         "CONFIG": {"capacity": CHANNEL_CAPACITY},
     },
     "redis-pubsub": {
-        "BACKEND": "rooms.redis_layer.ResilientRedisPubSubChannelLayer",
+        "BACKEND": "rooms.layers.redis_pubsub.ResilientRedisPubSubChannelLayer",
         "CONFIG": {"hosts": [REDIS_URL], "prefix": REDIS_PREFIX},
     },
     "redis": {
@@ -254,13 +254,13 @@ if ROOMS_JOIN_RATE > 0 and ROOMS_JOIN_BURST < 1:
         f"Setting JOIN_BURST={ROOMS_JOIN_BURST:g} would refuse every join: make it 1 or more, "
         "or set JOIN_RATE=0 to turn the join limit off."
     )
-# Transport limits, applied by the launcher (python -m rooms.serve).
+# Transport limits, applied by the launcher (python -m rooms.server.serve).
 ROOMS_SEND_BUFFER_LIMIT = env("SEND_BUFFER_LIMIT", 512 * 1024, int)  # unsent bytes per client
 ROOMS_PING_INTERVAL = env("PING_INTERVAL", 20, int)  # seconds of silence before a ping
 ROOMS_PING_TIMEOUT = env("PING_TIMEOUT", 30, int)  # seconds to answer it
 ROOMS_HANDSHAKE_TIMEOUT = env("HANDSHAKE_TIMEOUT", 5, int)  # seconds to complete a handshake
 # Larger messages: close 1009. autobahn buffers up to this much of a message per connection:
-# unset, it is what the longest valid message needs (rooms.limits); set, never less.
+# unset, it is what the longest valid message needs (rooms.core.limits); set, never less.
 ROOMS_MAX_FRAME_BYTES = env("MAX_FRAME_BYTES", default_frame_bytes(ROOMS_MAX_MESSAGE_LENGTH), int)
 if ROOMS_MAX_FRAME_BYTES < message_bytes_needed(ROOMS_MAX_MESSAGE_LENGTH):
     raise ImproperlyConfigured(
@@ -279,7 +279,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-        "json": {"()": "rooms.logs.JsonFormatter"},
+        "json": {"()": "rooms.core.logs.JsonFormatter"},
     },
     "handlers": {
         "console": {

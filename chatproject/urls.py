@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from rooms import health
+from rooms.web import health
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),

@@ -4,9 +4,9 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from rooms.groups import room_group
+from rooms.core.groups import room_group
 from rooms.models import Message, Room
-from rooms.sequence import get_sequence
+from rooms.state.sequence import get_sequence
 
 
 @admin.register(Room)

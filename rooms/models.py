@@ -1,4 +1,4 @@
-"""Rooms and their persisted messages (written in batches by rooms.history)."""
+"""Rooms and their persisted messages (written in batches by rooms.state.history)."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -18,7 +18,7 @@ def to_ms(moment: datetime) -> int:
 
 
 class Room(models.Model):
-    """A room that has had messages; members alone live in rooms.presence."""
+    """A room that has had messages; members alone live in rooms.state.presence."""
 
     name = models.CharField(max_length=100, unique=True)
     last_activity = models.DateTimeField()

@@ -3,7 +3,7 @@ invalid room names reach the consumer and get a clear error instead of no route.
 
 from django.urls import re_path
 
-from rooms.consumers import ChatConsumer, NotFoundConsumer
+from rooms.chat.consumers import ChatConsumer, NotFoundConsumer
 
 websocket_urlpatterns = [
     re_path(r"^ws/chat/(?P<room_name>.*)/$", ChatConsumer.as_asgi()),

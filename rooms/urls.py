@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from rooms import api, views
+from rooms.web import api, views
 
 urlpatterns: list = [
     path("api/rooms", api.rooms, name="api-rooms"),

@@ -58,7 +58,7 @@ def wait_listening(port: int, what: str) -> None:
 
 
 def rss_mib(pid: int) -> float:
-    """Resident memory of `pid` and its children (the workers of rooms.workers), in MiB."""
+    """Resident memory of `pid` and its children (the workers of rooms.server.workers), in MiB."""
     total, pids = 0, [pid]
     while pids:
         current = pids.pop()
@@ -112,7 +112,7 @@ def start_server(port: int, workdir: Path, processes: int, redis_url: str) -> su
         env["REDIS_URL"] = redis_url
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     log = open(workdir / "server.log", "wb")
-    command = [sys.executable, "-m", "rooms.workers", "--workers", str(processes)]
+    command = [sys.executable, "-m", "rooms.server.workers", "--workers", str(processes)]
     command += ["--host", "127.0.0.1", "--port", str(port)]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
     wait_listening(port, "the server")

@@ -13,9 +13,9 @@ import pytest
 import redis
 from channels.layers import get_channel_layer
 
-from rooms.history import get_writer
-from rooms.presence import get_presence
-from rooms.sequence import get_sequence
+from rooms.state.history import get_writer
+from rooms.state.presence import get_presence
+from rooms.state.sequence import get_sequence
 from tests.servers import Server
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""Run rooms.history's writer in a process of its own against the database at DATABASE_URL
+"""Run rooms.state.history's writer in a process of its own against the database at DATABASE_URL
 (in-process tests only have pytest-django's SQLite), the way a server process runs it.
 
 stdin: JSON, a list of batches, each a list of [room, id, ts, nickname, text]. Each batch
@@ -15,8 +15,8 @@ import orjson
 
 
 async def run(batches: list[list[list]]) -> list[dict]:
-    from rooms.history import HistoryWriter, Pending
-    from rooms.metrics import metrics
+    from rooms.core.metrics import metrics
+    from rooms.state.history import HistoryWriter, Pending
 
     reports = []
     for batch in batches:

@@ -42,12 +42,12 @@ def _command(kind: str, port: int) -> list[str]:
         return [daphne, "-b", "127.0.0.1", "-p", str(port), "chatproject.asgi:application"]
     if kind == "serve":  # the production launcher: Daphne plus graceful shutdown and limits
         app = "chatproject.asgi:application"
-        return [sys.executable, "-m", "rooms.serve", "-b", "127.0.0.1", "-p", str(port), app]
+        return [sys.executable, "-m", "rooms.server.serve", "-b", "127.0.0.1", "-p", str(port), app]
     if kind == "runserver":
         return [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
     if kind.startswith("workers:"):  # N processes of the production launcher on one port
         workers = kind.split(":")[1]
-        return [sys.executable, "-m", "rooms.workers", "--workers", workers,
+        return [sys.executable, "-m", "rooms.server.workers", "--workers", workers,
                 "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
     raise ValueError(kind)
 

@@ -2,7 +2,7 @@
 
 import unicodedata
 
-from rooms.confusables import PROTOTYPES, TABLE
+from rooms.core.confusables import PROTOTYPES, TABLE
 
 
 def test_the_table_names_its_unicode_version_and_source():

@@ -10,8 +10,8 @@ from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
 from chatproject.asgi import application
-from rooms import errors, protocol
-from rooms.limits import connections
+from rooms.core import errors, protocol
+from rooms.core.limits import connections
 from tests.clients import chat_path
 from tests.communicators import communicator
 

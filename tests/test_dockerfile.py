@@ -18,8 +18,8 @@ def test_dockerfile_serves_like_make_run():
     makefile = (ROOT / "Makefile").read_text()
     assert "pip install --no-cache-dir -r requirements.txt" in dockerfile
     # The launcher (graceful shutdown on SIGTERM, which Docker sends on stop), not bare daphne.
-    assert "exec python -m rooms.workers --host 0.0.0.0 --port 8000" in (dockerfile)
-    assert "$(PY) -m rooms.workers --host $(HOST) --port $(PORT)" in makefile
+    assert "exec python -m rooms.server.workers --host 0.0.0.0 --port 8000" in (dockerfile)
+    assert "$(PY) -m rooms.server.workers --host $(HOST) --port $(PORT)" in makefile
     assert "USER 10001" in dockerfile
     # Neither shows Django's debug page to the network.
     assert "DEBUG=0" in dockerfile

@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from rooms import errors
+from rooms.core import errors
 from tests.clients import (
     assert_silent,
     get_json,

@@ -1,5 +1,5 @@
 """Server frames built once per message: byte-exact RFC 6455 frames, shared by recipients,
-and written in bursts by the production launcher (rooms.serve)."""
+and written in bursts by the production launcher (rooms.server.serve)."""
 
 import asyncio
 
@@ -7,7 +7,7 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from rooms.frames import CACHE_SIZE, shared_text_frame, text_frame
+from rooms.server.frames import CACHE_SIZE, shared_text_frame, text_frame
 from tests.clients import join, recv, recv_json, recv_n
 
 
@@ -45,7 +45,7 @@ def test_the_cache_stays_bounded():
     texts = [f"message {n}" for n in range(CACHE_SIZE * 2)]
     for text in texts:
         assert parse(shared_text_frame(text)).data.decode() == text
-    from rooms import frames
+    from rooms.server import frames
 
     assert len(frames._cache) <= CACHE_SIZE
 

@@ -3,7 +3,7 @@
 import pytest
 from channels.layers import BaseChannelLayer
 
-from rooms.groups import room_group
+from rooms.core.groups import room_group
 
 ROOMS = [
     "Room1",

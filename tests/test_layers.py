@@ -2,7 +2,7 @@
 
 import asyncio
 
-from rooms.layers import FanoutInMemoryChannelLayer
+from rooms.layers.memory import FanoutInMemoryChannelLayer
 
 
 async def test_group_send_reaches_every_member_in_send_order():

@@ -1,7 +1,7 @@
 """Abuse limits: rate, room and server size, client addresses, idle clients, slow
 consumers, frame size.
 
-Pure tables for rooms.limits, then each limit against the real launcher (rooms.serve)
+Pure tables for rooms.core.limits, then each limit against the real launcher (rooms.server.serve)
 over real sockets: the client at fault gets its error frame and close code, everyone
 else goes on.
 """
@@ -19,9 +19,9 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from rooms import errors, protocol
-from rooms.errors import ClientError
-from rooms.limits import (
+from rooms.core import errors, protocol
+from rooms.core.errors import ClientError
+from rooms.core.limits import (
     MAX_TRACKED_ADDRESSES,
     ConnectionCounter,
     JoinBudget,
@@ -441,7 +441,7 @@ async def test_a_client_sending_only_refused_frames_is_closed_as_idle(start_serv
 async def test_connection_churn_does_not_grow_server_memory(start_server):
     # A closed connection's objects must go with reference counting: left in reference
     # cycles, each holds ~25 KB until a full collection, which a server tuned for many
-    # long-lived connections runs rarely (rooms.serve, GC_THRESHOLDS).
+    # long-lived connections runs rarely (rooms.server.serve, GC_THRESHOLDS).
     server = start_server("serve", JOIN_RATE="0")  # 6,000 joins from one address
 
     async def churn(worker: int, times: int) -> None:

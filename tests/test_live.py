@@ -7,7 +7,7 @@ import orjson
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from rooms import errors
+from rooms.core import errors
 from tests.clients import assert_silent, join, recv, recv_json, recv_n
 from tests.test_history import wait_stored
 

@@ -114,7 +114,7 @@ def test_make_run_shows_no_debug_page_to_a_host_it_does_not_serve(tmp_path):
         assert key_file.stat().st_mode & 0o777 == 0o600
         assert len(key_file.read_text().strip()) >= 50
     finally:
-        os.killpg(make.pid, signal.SIGTERM)  # rooms.workers passes it on to its worker
+        os.killpg(make.pid, signal.SIGTERM)  # rooms.server.workers passes it on to its worker
         make.wait(20)
         _wait_for_port_closed(port)
 
@@ -270,7 +270,7 @@ def test_readyz_names_no_host_or_port_and_logs_why(start_server):
     for detail in (str(closed), "127.0.0.1", "Error", "refused"):
         assert detail not in body, detail
     assert (
-        f"WARNING rooms.health readiness check channel_layer failed: "
+        f"WARNING rooms.web.health readiness check channel_layer failed: "
         f"ConnectionError: Error 111 connecting to 127.0.0.1:{closed}."
     ) in server.log()
 

@@ -2,7 +2,7 @@
 
 import asyncio
 
-from rooms.outbox import Outbox
+from rooms.chat.outbox import Outbox
 
 
 def recorder() -> tuple[list[dict], object]:

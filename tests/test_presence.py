@@ -10,9 +10,9 @@ import redis
 from channels.layers import get_channel_layer
 from websockets.exceptions import ConnectionClosed
 
-from rooms import errors
-from rooms.presence import RedisPresence, get_presence
-from rooms.sequence import get_sequence
+from rooms.core import errors
+from rooms.state.presence import RedisPresence, get_presence
+from rooms.state.sequence import get_sequence
 from tests.clients import assert_silent, get_json, join, recv, recv_json, wait_until
 from tests.communicators import communicator
 

@@ -10,11 +10,11 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rooms import errors, metrics, protocol
-from rooms.errors import ClientError
-from rooms.groups import room_group
-from rooms.limits import ConnectionCounter, TokenBucket
-from rooms.logs import JsonFormatter
+from rooms.core import errors, metrics, protocol
+from rooms.core.errors import ClientError
+from rooms.core.groups import room_group
+from rooms.core.limits import ConnectionCounter, TokenBucket
+from rooms.core.logs import JsonFormatter
 
 PARSE_CODES = {
     errors.NICKNAME_REQUIRED,

@@ -3,8 +3,8 @@
 import orjson
 import pytest
 
-from rooms import errors, protocol
-from rooms.errors import ClientError
+from rooms.core import errors, protocol
+from rooms.core.errors import ClientError
 
 MAX = 4096
 

@@ -1,8 +1,8 @@
-"""rooms.queues: the per-connection queue of rooms.serve and the Redis layer."""
+"""rooms.core.queues: the per-connection queue of rooms.server.serve and the Redis layer."""
 
 import asyncio
 
-from rooms.queues import SingleReaderQueue
+from rooms.core.queues import SingleReaderQueue
 
 
 async def test_items_come_out_in_the_order_they_were_put():

@@ -1,11 +1,11 @@
-"""Error pages and reports (rooms.reporting): no password of a URL in them."""
+"""Error pages and reports (rooms.web.reporting): no password of a URL in them."""
 
 import sys
 
 import pytest
 from django.views.debug import ExceptionReporter, get_default_exception_reporter_filter
 
-from rooms.reporting import mask_url_passwords
+from rooms.web.reporting import mask_url_passwords
 
 MASK = "********************"
 PASSWORD = "hunter2"
@@ -49,7 +49,7 @@ def test_safe_settings_mask_passwords_in_redis_url_and_channel_layer_hosts(setti
     settings.REDIS_URL = REDIS_URL
     settings.CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "rooms.redis_layer.ResilientRedisPubSubChannelLayer",
+            "BACKEND": "rooms.layers.redis_pubsub.ResilientRedisPubSubChannelLayer",
             "CONFIG": {"hosts": [REDIS_URL], "prefix": "rooms"},
         }
     }

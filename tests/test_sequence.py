@@ -5,8 +5,8 @@ import asyncio
 import orjson
 from django.test import override_settings
 
-from rooms.history import get_writer
-from rooms.sequence import get_sequence
+from rooms.state.history import get_writer
+from rooms.state.sequence import get_sequence
 from tests.clients import join, recv
 from tests.communicators import communicator
 

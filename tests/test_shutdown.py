@@ -1,4 +1,4 @@
-"""Graceful shutdown of the launcher (rooms.serve) on SIGTERM."""
+"""Graceful shutdown of the launcher (rooms.server.serve) on SIGTERM."""
 
 import asyncio
 import signal
@@ -10,8 +10,8 @@ import orjson
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from rooms import errors
-from rooms.serve import GOING_AWAY_REASON
+from rooms.core import errors
+from rooms.server.serve import GOING_AWAY_REASON
 from tests.clients import join, recv, recv_json, recv_n
 
 

@@ -59,7 +59,7 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
 
 
 class TLSServer(Server):
-    """`python -m rooms.serve` serving TLS on an `ssl:` endpoint."""
+    """`python -m rooms.server.serve` serving TLS on an `ssl:` endpoint."""
 
     def __init__(self, env: dict[str, str], log_dir: Path) -> None:
         super().__init__("serve-tls", env, log_dir)
@@ -70,7 +70,7 @@ class TLSServer(Server):
         endpoint = (
             f"ssl:{self.port}:interface=127.0.0.1:privateKey={self.key}:certKey={self.certificate}"
         )
-        return [sys.executable, "-m", "rooms.serve", "-e", endpoint, APPLICATION]
+        return [sys.executable, "-m", "rooms.server.serve", "-e", endpoint, APPLICATION]
 
     def url(self, path: str) -> str:
         return f"wss://127.0.0.1:{self.port}{path}"

@@ -1,10 +1,10 @@
-"""Which first reads go straight to the WebSocket protocol (rooms.upgrades); the rest take
+"""Which first reads go straight to the WebSocket protocol (rooms.server.upgrades); the rest take
 Daphne's HTTP path, which the live and fuzz tests exercise."""
 
 import pytest
 from twisted.web.http import _parseRequestLine
 
-from rooms.upgrades import MAX_HEAD_BYTES, websocket_query
+from rooms.server.upgrades import MAX_HEAD_BYTES, websocket_query
 
 HEAD = (
     b"GET /ws/chat/Room1/?nickname=Nick HTTP/1.1\r\n"

@@ -1,4 +1,5 @@
-"""Several server processes on one port (python -m rooms.workers), sharing rooms via Redis."""
+"""Several server processes on one port (python -m rooms.server.workers), sharing rooms
+through Redis."""
 
 import asyncio
 import os
@@ -68,7 +69,7 @@ def test_more_than_one_worker_without_redis_is_refused():
     env = {**os.environ, **BASE_ENV}
     env.pop("REDIS_URL", None)
     result = subprocess.run(
-        [sys.executable, "-m", "rooms.workers", "--workers", "2", "--port", "0"],
+        [sys.executable, "-m", "rooms.server.workers", "--workers", "2", "--port", "0"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert result.returncode != 0

@@ -9,8 +9,8 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_safe
 
-from rooms import protocol
-from rooms.errors import ClientError
+from rooms.core import protocol
+from rooms.core.errors import ClientError
 
 
 def _limits() -> dict[str, int]:

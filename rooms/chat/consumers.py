@@ -1,6 +1,6 @@
 """WebSocket consumers: connection lifecycle and room events, nothing else.
 
-Parsing and encoding live in rooms.protocol; group names in rooms.groups.
+Parsing and encoding live in rooms.core.protocol; group names in rooms.core.groups.
 """
 
 import asyncio
@@ -16,16 +16,17 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import DatabaseError
 
-from rooms import errors, history, logs, metrics, protocol
-from rooms.errors import BACKEND_ERRORS, ClientError
-from rooms.extensions import WRITE_SOON
-from rooms.groups import room_group
-from rooms.history import Pending, get_writer
-from rooms.limits import TokenBucket, address_key, connections, joins
-from rooms.outbox import Outbox
-from rooms.presence import get_presence
-from rooms.protocol import Frames, Handshake
-from rooms.sequence import EVICT, get_sequence, now_ms, room_event
+from rooms.chat.extensions import WRITE_SOON
+from rooms.chat.outbox import Outbox
+from rooms.core import errors, logs, metrics, protocol
+from rooms.core.errors import BACKEND_ERRORS, ClientError
+from rooms.core.groups import room_group
+from rooms.core.limits import TokenBucket, address_key, connections, joins
+from rooms.core.protocol import Frames, Handshake
+from rooms.state import history
+from rooms.state.history import Pending, get_writer
+from rooms.state.presence import get_presence
+from rooms.state.sequence import EVICT, get_sequence, now_ms, room_event
 
 logger = logging.getLogger(__name__)
 
@@ -36,17 +37,17 @@ JOIN_TIMEOUT = 10.0  # seconds for a joiner's own join event to come back throug
 class ChatConsumer(AsyncWebsocketConsumer):
     """One member of one room: join, relay each message to the room, leave.
 
-    Room events reach it through deliver(), called by the channel layer (rooms.layers)
+    Room events reach it through deliver(), called by the channel layer (rooms.layers.memory)
     rather than awaited from a queue, and go to the client through the server's
-    write_soon (rooms.frames) where it offers one: a delivery is then a function call,
+    write_soon (rooms.server.frames) where it offers one: a delivery is then a function call,
     with no task switch.
     """
 
     handshake: Handshake | None = None  # set once the client is a member of its room
     group: str | None = None  # set once counted against the connection limits
-    address: str | None = None  # the client's address as counted (rooms.limits.address_key)
+    address: str | None = None  # the client's address as counted (rooms.core.limits.address_key)
     # What leave() has to undo, each set as its step of the join begins and cleared by it.
-    counted = False  # connection counts (rooms.limits.connections)
+    counted = False  # connection counts (rooms.core.limits.connections)
     claimed: Handshake | None = None  # the nickname, in presence
     in_group = False  # the channel in the room's group
     announced = False  # the join notice: a leave notice follows it
@@ -231,7 +232,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.last_message = now
         room, nickname = self.handshake.room, self.handshake.nickname
         try:
-            if getattr(self.channel_layer, "deaf", False):  # rooms.redis_layer, resubscribing
+            # rooms.layers.redis_pubsub, resubscribing after an outage
+            if getattr(self.channel_layer, "deaf", False):
                 raise ConnectionError("channel layer subscriptions are being restored")
             if text is protocol.WHO:
                 members = await get_presence().members(self.group)
@@ -322,7 +324,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.own_join.set_result(event)
 
     def control(self, message: dict) -> None:
-        """A message to this member alone: rooms.sequence.evict closes it with its error."""
+        """A message to this member alone: rooms.state.sequence.evict closes it with its error."""
         if message["type"] == EVICT and not self.closing:
             error = ClientError(message["code"], message["message"], message["close"])
             self.closer = asyncio.ensure_future(self.fail(error))

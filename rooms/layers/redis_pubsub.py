@@ -11,7 +11,7 @@ not reach this process's members.
 
 It also decodes a group message once per process, not once per member: every local member
 gets the same dict (consumers never mutate events), so the work of a delivery, and the
-frame rooms.frames builds from it, is shared as with the in-memory layer. Members may
+frame rooms.server.frames builds from it, is shared as with the in-memory layer. Members may
 `attach` a receiver, called with each group message instead of queueing it, as with
 rooms.layers.
 """
@@ -27,8 +27,8 @@ from channels_redis.pubsub import (
 )
 from channels_redis.utils import _wrap_close
 
-from rooms.layers import Receiver, deliver
-from rooms.queues import SingleReaderQueue
+from rooms.core.queues import SingleReaderQueue
+from rooms.layers.memory import Receiver, deliver
 
 logger = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ class ResilientRedisPubSubChannelLayer(RedisPubSubChannelLayer):
     """RedisPubSubChannelLayer (CHANNEL_LAYER=redis-pubsub) that recovers from outages.
 
     `observer`, when set, is called once per group message this process receives, with the
-    group's channel name and the message, before any member gets it (rooms.sequence
+    group's channel name and the message, before any member gets it (rooms.state.sequence
     follows the ids going by)."""
 
     observer: Callable[[str, dict], None] | None = None

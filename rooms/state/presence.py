@@ -37,10 +37,11 @@ import redis.asyncio as aioredis
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from rooms import errors, protocol, redis_client
-from rooms.errors import ClientError
-from rooms.groups import room_group
-from rooms.sequence import evict, now_ms, room_event
+from rooms.core import errors, protocol
+from rooms.core.errors import ClientError
+from rooms.core.groups import room_group
+from rooms.state import backends as redis_client
+from rooms.state.sequence import evict, now_ms, room_event
 
 logger = logging.getLogger(__name__)
 

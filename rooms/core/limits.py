@@ -12,8 +12,8 @@ from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rooms import errors
-from rooms.errors import ClientError
+from rooms.core import errors
+from rooms.core.errors import ClientError
 
 # Entries each per-address map keeps at most; beyond, the oldest goes. Full, with IPv6
 # keys: about 10 MB for the connection counts, 16 MB for the join buckets.

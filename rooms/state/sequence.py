@@ -7,7 +7,7 @@ set scored by id) and publishes the channel-layer message, all at once. In-proce
 same steps run under a per-room lock with the in-memory layer's synchronous enqueue.
 
 A join is published the same way, stamped with the room's last id at that instant: the
-joiner replays history up to that id and takes everything after it live (rooms.history).
+joiner replays history up to that id and takes everything after it live (rooms.state.history).
 
 Ids never go backwards, whatever Redis forgets (a restart without persistence, an
 eviction, a failover to a replica that lagged, an idle room's keys expiring): every id is
@@ -16,7 +16,7 @@ became active in this process and every id this process has issued or seen since
 (`RoomState.floor`); the scripts apply it atomically with the INCR.
 
 A room's state in this process lives while it has local members (`publish_join` counts
-one in, `leave` one out) and until its messages are written (rooms.history): memory
+one in, `leave` one out) and until its messages are written (rooms.state.history): memory
 follows the rooms in use, not every room ever visited. Recent caches are bounded in
 messages (HISTORY_MAX) and in bytes (RECENT_CACHE_BYTES); Redis keys of idle rooms expire
 after ROOM_KEY_TTL.
@@ -37,9 +37,10 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from rooms import protocol, redis_client
-from rooms.errors import ClientError
+from rooms.core import protocol
+from rooms.core.errors import ClientError
 from rooms.models import Room
+from rooms.state import backends as redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class Stamp(NamedTuple):
 
 
 def room_event(**fields: object) -> dict:
-    """A room event for the channel layer: its type, publish time (rooms.metrics), fields."""
+    """A room event for the channel layer: its type, publish time (rooms.core.metrics), fields."""
     return {"type": EVENT, "sent": time.time(), **fields}
 
 
@@ -470,7 +471,7 @@ class RedisSequence:
 @cache
 def get_sequence() -> InProcessSequence | RedisSequence:
     """The sequence matching the configured channel layer."""
-    from rooms.history import get_writer  # rooms.history reads through the sequence
+    from rooms.state.history import get_writer  # rooms.state.history reads through the sequence
 
     pending = get_writer().highest_pending
     sweep = settings.ROOMS_FLUSH_INTERVAL

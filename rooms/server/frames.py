@@ -14,7 +14,7 @@ in rooms of a few members, where most deliveries are a write of their own, cost 
 of the throughput (BENCHMARKS.md, S3).
 
 Consumers may also skip the ASGI send for room events: `write_soon(text)`, offered in the
-scope as the extension rooms.extensions.WRITE_SOON, queues the text and returns; every
+scope as the extension rooms.chat.extensions.WRITE_SOON, queues the text and returns; every
 text queued in one event-loop turn goes out to its client in one write, at the end of the
 turn. A room delivery is then a function call, with no await and no task switch.
 """

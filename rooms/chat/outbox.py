@@ -1,4 +1,4 @@
-"""Room events for servers without rooms.serve's write_soon (plain Daphne, runserver,
+"""Room events for servers without rooms.server.serve's write_soon (plain Daphne, runserver,
 uvicorn): the layer's deliveries are gathered and sent from a task, in order with every
 other message the consumer sends."""
 

@@ -1,4 +1,4 @@
-"""The WebSocket protocol rooms.serve runs: each open connection keeps only what it uses.
+"""The WebSocket protocol rooms.server.serve runs: each open connection keeps only what it uses.
 
 A server holding tens of thousands of idle members pays for every attribute of every
 connection. autobahn copies its ~30 options from the factory onto each connection unless
@@ -10,7 +10,7 @@ keeping the path, the one field Daphne still reads (it logs it on close).
 
 from twisted.internet import defer
 
-from rooms.frames import SharedFrameProtocol
+from rooms.server.frames import SharedFrameProtocol
 
 # Set by autobahn's processHandshake and succeedHandshake, read by nothing afterwards.
 HANDSHAKE_ONLY = (

@@ -47,7 +47,7 @@ class Metrics:
         self.messages_out = 0  # room events handed to client transports
         self.errors: Counter[str] = Counter()  # error frames and forced closes, by code
         self.latency = Histogram(LATENCY_BUCKETS)
-        self.history_written = 0  # messages stored by rooms.history
+        self.history_written = 0  # messages stored by rooms.state.history
         self.history_set_aside: Counter[str] = Counter()  # rows the database refused, by reason
         self.history_refused = 0  # messages refused because the history backlog was full
 

@@ -11,7 +11,7 @@ database itself leaves the batch pending, retried until it succeeds. The pending
 are bounded (HISTORY_PENDING_MAX, HISTORY_PENDING_BYTES): at the bound the writer is `full`
 and new messages are refused before they are published, never accepted and then dropped.
 
-Reads merge the recent cache (rooms.sequence: every message the moment it is published)
+Reads merge the recent cache (rooms.state.sequence: every message the moment it is published)
 with the database (everything flushed), so a message is readable from its publish on.
 """
 
@@ -28,11 +28,11 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import DataError, IntegrityError, connection, transaction
 
-from rooms import metrics, protocol
-from rooms.errors import ClientError
+from rooms.core import metrics, protocol
+from rooms.core.errors import ClientError
+from rooms.core.protocol import Handshake
 from rooms.models import Message, Room, from_ms, to_ms
-from rooms.protocol import Handshake
-from rooms.sequence import get_sequence
+from rooms.state.sequence import get_sequence
 
 logger = logging.getLogger(__name__)
 
@@ -236,7 +236,7 @@ def write(batch: list[Pending]) -> Written:
             taken, refused = _insert(cursor, rows, pks)
             duplicates = _duplicates(taken, pks) if taken else []
             # Ids of rows set aside were issued and seen by clients: last_id, the floor
-            # ids resume from (rooms.sequence), covers them too.
+            # ids resume from (rooms.state.sequence), covers them too.
             cursor.executemany(
                 _advance_sql(),
                 [
@@ -517,7 +517,7 @@ async def replay(handshake: Handshake, group: str, last_id: int) -> Replay:
     """History for a joiner: everything after ?since= (at most HISTORY_MAX messages and
     REPLAY_MAX_BYTES, else a gap for the oldest), or the last ?history= messages (JSON
     default HISTORY_ON_JOIN, text 0) that fit in REPLAY_MAX_BYTES; `last_id` is the id its
-    join was stamped with (rooms.sequence): later messages reach it live."""
+    join was stamped with (rooms.state.sequence): later messages reach it live."""
     room, since, limit = handshake.room, handshake.since, settings.ROOMS_HISTORY_MAX
     if since is None:
         count = min(_count(handshake), limit)

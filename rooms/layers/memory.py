@@ -10,7 +10,7 @@ once a second, and counts every message dropped on a full channel (logged at mos
 a second, so that an overload does not also flood the log).
 
 A member may instead `attach` a receiver: a function the layer calls with each group
-message, in order, in place of queueing it (rooms.consumers). Delivering to a room is then
+message, in order, in place of queueing it (rooms.chat.consumers). Delivering to a room is then
 a loop of calls, with no queue and no task switch per member. Messages sent to the
 member's own channel go to the `control` function it attached with.
 """

@@ -11,9 +11,9 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 
-from rooms import metrics
-from rooms.history import get_writer
-from rooms.limits import connections
+from rooms.core import metrics
+from rooms.core.limits import connections
+from rooms.state.history import get_writer
 
 logger = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from rooms import errors
-from rooms.confusables import PROTOTYPES
-from rooms.errors import ClientError
+from rooms.core import errors
+from rooms.core.confusables import PROTOTYPES
+from rooms.core.errors import ClientError
 
 TEXT = "text"
 JSON = "json"
@@ -289,7 +289,7 @@ def message_parts(room: str, nickname: str, text: str) -> tuple[str, tuple[str, 
     """A message's text frame, and its JSON frame cut where the id and the ts go.
 
     The id and ts are filled in by whoever assigns them atomically with the publish
-    (rooms.sequence, possibly inside Redis), so the rest is encoded once, here.
+    (rooms.state.sequence, possibly inside Redis), so the rest is encoded once, here.
     """
     return f"{nickname}: {text}", (
         '{"type":"message","id":',

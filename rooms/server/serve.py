@@ -1,22 +1,22 @@
 """The production launcher: Daphne, plus what an internet-facing chat server needs from it.
 
-    python -m rooms.serve [any daphne option] chatproject.asgi:application
+    python -m rooms.server.serve [any daphne option] chatproject.asgi:application
 
 It takes Daphne's command line unchanged and adds (docs/operations.md):
 
 - graceful shutdown on SIGTERM/SIGINT: stop listening, send every WebSocket client a
   close frame 1001 with a reason, let consumers announce leaves, write the messages still
-  pending in rooms.history, and stop, all within SHUTDOWN_TIMEOUT. A second signal stops
+  pending in rooms.state.history, and stop, all within SHUTDOWN_TIMEOUT. A second signal stops
   at once. Plain Daphne stops its reactor and clients see 1006;
 - a bound on each client's unsent bytes (SEND_BUFFER_LIMIT): a client that stops reading
   is closed with 4509 SLOW_CONSUMER instead of growing server memory without end;
 - TLS endpoints (`-e ssl:...`) that complete their handshakes (HTTPFactoryWithoutALPN);
-- room events framed once per message and written once per loop turn (rooms.frames);
-- handshakes parsed once, by autobahn (rooms.upgrades), and without its debug
+- room events framed once per message and written once per loop turn (rooms.server.frames);
+- handshakes parsed once, by autobahn (rooms.server.upgrades), and without its debug
   formatting (only_when_debugging);
 - the garbage collector tuned for many long-lived connections (GC_THRESHOLDS);
-- a lighter input queue per connection (rooms.queues), and per-connection state kept
-  small (rooms.connection);
+- a lighter input queue per connection (rooms.core.queues), and per-connection state kept
+  small (rooms.server.connection);
 - Daphne's timeouts and limits taken from settings (PING_INTERVAL, PING_TIMEOUT,
   HANDSHAKE_TIMEOUT, MAX_FRAME_BYTES); options given on the command line still win.
 """
@@ -49,10 +49,11 @@ from twisted.internet.interfaces import ILoggingContext, IProtocolFactory, IPush
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from zope.interface import implementer, implementer_only
 
-from rooms import errors, logs, metrics, upgrades
-from rooms.connection import RoomsProtocol
-from rooms.extensions import WRITE_SOON
-from rooms.queues import SingleReaderQueue
+from rooms.chat.extensions import WRITE_SOON
+from rooms.core import errors, logs, metrics
+from rooms.core.queues import SingleReaderQueue
+from rooms.server import upgrades
+from rooms.server.connection import RoomsProtocol
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ class RoomsServer(Server):
         return queue
 
     def log_action(self, protocol: str, action: str, details: dict) -> None:
-        # rooms.consumers logs each join and leave with its room, nickname, client and close
+        # rooms.chat.consumers logs each join and leave with its room, nickname, client and close
         # code: Daphne's three access-log lines per WebSocket would repeat them, at a
         # twentieth of a handshake's CPU. Refused handshakes and HTTP requests stay.
         if protocol == "websocket" and action in ("connecting", "connected", "disconnected"):
@@ -263,7 +264,7 @@ class RoomsServer(Server):
 
     async def flush_history(self, timeout: float) -> None:
         """Write every accepted message still pending; log loudly if that is impossible."""
-        from rooms.history import get_writer  # needs the app registry, ready by now
+        from rooms.state.history import get_writer  # needs the app registry, ready by now
 
         writer = get_writer()
         pending = writer.pending

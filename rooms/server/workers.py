@@ -1,6 +1,6 @@
-"""The server command: `python -m rooms.workers [--workers N] [daphne options]`.
+"""The server command: `python -m rooms.server.workers [--workers N] [daphne options]`.
 
-Each worker is `python -m rooms.serve` (Daphne with graceful shutdown) serving its own
+Each worker is `python -m rooms.server.serve` (Daphne with graceful shutdown) serving its own
 listening socket; all sockets are bound to the same address with SO_REUSEPORT, so the
 kernel spreads new connections evenly across the processes. The sockets listen with a
 backlog of `--backlog` (Daphne's own is 50, which a burst of connections overflows).
@@ -34,7 +34,7 @@ def listening_socket(host: str, port: int, backlog: int) -> socket.socket:
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(prog="python -m rooms.workers", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m rooms.server.workers", description=__doc__)
     parser.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=8000)
@@ -50,7 +50,7 @@ def main(argv: list[str]) -> int:
 
     if args.workers > 1 and settings.CHANNEL_LAYER == "memory":
         raise SystemExit(
-            "rooms.workers: more than one worker needs REDIS_URL (rooms span processes)"
+            "rooms.server.workers: more than one worker needs REDIS_URL (rooms span processes)"
         )
     sockets = [listening_socket(args.host, args.port, args.backlog) for _ in range(args.workers)]
     workers = [
@@ -58,7 +58,7 @@ def main(argv: list[str]) -> int:
             [
                 sys.executable,
                 "-m",
-                "rooms.serve",
+                "rooms.server.serve",
                 "--fd",
                 str(sock.fileno()),
                 *daphne_args,

@@ -1,6 +1,6 @@
 """The read-only HTTP API over rooms, members and history (docs/api.md, docs/openapi.yaml).
 
-Messages come from the same reads as WebSocket history (rooms.history.fetch: the recent
+Messages come from the same reads as WebSocket history (rooms.state.history.fetch: the recent
 cache merged with the database), as the very JSON frames the WebSocket sends.
 """
 
@@ -9,12 +9,13 @@ from channels.db import database_sync_to_async
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_safe
 
-from rooms import errors, history, protocol
-from rooms.errors import ClientError
-from rooms.groups import room_group
+from rooms.core import errors, protocol
+from rooms.core.errors import ClientError
+from rooms.core.groups import room_group
 from rooms.models import Room, to_ms
-from rooms.presence import get_presence
-from rooms.sequence import get_sequence
+from rooms.state import history
+from rooms.state.presence import get_presence
+from rooms.state.sequence import get_sequence
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
