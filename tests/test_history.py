@@ -14,8 +14,7 @@ from django.core.management import call_command
 from django.test import override_settings
 
 from rooms.models import Message, Room
-from rooms.state.history import get_writer
-from rooms.state.sequence import get_sequence
+from rooms.state.backends import get_sequence, get_writer
 from tests.clients import join, recv, recv_json
 from tests.communicators import assert_recovered_with_gap, communicator
 

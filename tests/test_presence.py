@@ -11,8 +11,8 @@ from channels.layers import get_channel_layer
 from websockets.exceptions import ConnectionClosed
 
 from rooms.core import errors
-from rooms.state.presence import RedisPresence, get_presence
-from rooms.state.sequence import get_sequence
+from rooms.state.backends import get_presence, get_sequence
+from rooms.state.redis_presence import RedisPresence
 from tests.clients import assert_silent, get_json, join, recv, recv_json, wait_until
 from tests.communicators import communicator
 
@@ -214,7 +214,7 @@ async def test_after_redis_forgets_a_member_its_name_is_its_own_again_before_a_l
     ob = await communicator("Loss", "ob", format="json")
     await ob.receive_from(), await ob.receive_from()  # welcome, join
     forget_everything(redis_settings)
-    other = RedisPresence(redis_settings["REDIS_URL"], redis_settings["REDIS_PREFIX"], 15)
+    other = RedisPresence(redis_settings["REDIS_PREFIX"], 15)
     layer = get_channel_layer()
     newcomer = await layer.new_channel()
     await other.claim("Loss", "room.Loss", "OB", newcomer)  # on another process, meanwhile
@@ -245,7 +245,7 @@ async def test_a_process_taken_for_dead_gives_up_names_taken_since_and_rejoins_t
     prefix = redis_settings["REDIS_PREFIX"]
     # Another process found this one's heartbeat missing and removed its members ...
     client.delete(f"{prefix}:procs", f"{prefix}:members:room.Loss")
-    other = RedisPresence(redis_settings["REDIS_URL"], prefix, 15)
+    other = RedisPresence(prefix, 15)
     await other.claim("Loss", "room.Loss", "ob", await get_channel_layer().new_channel())
     await get_presence().beat()  # ... so names taken since stay taken
     while (told := orjson.loads(await ob.receive_from()))["type"] != "error":

@@ -10,7 +10,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rooms.core import errors, metrics, protocol
+from rooms.core import errors, metrics, names, protocol
 from rooms.core.errors import ClientError
 from rooms.core.groups import room_group
 from rooms.core.limits import ConnectionCounter, TokenBucket
@@ -39,7 +39,7 @@ ZWJ, VS16 = "\u200d", "\ufe0f"
 TRICKY = sorted(BIDI_CONTROLS | INVISIBLE | {ZWJ, VS16, "❤", "👩", "💻", "🏽", "\u20e3", "1", "/"})
 
 examples = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-names = st.text(min_size=1, max_size=40).filter(
+any_names = st.text(min_size=1, max_size=40).filter(
     lambda name: all(unicodedata.category(char) not in FORBIDDEN for char in name)
 )
 hostile_names = st.text(st.one_of(st.characters(), st.sampled_from(TRICKY)), max_size=120)
@@ -61,10 +61,10 @@ def shows_as_itself(name: str) -> bool:
 @examples
 @given(hostile_names)
 def test_parse_room_returns_an_nfc_name_that_shows_as_itself_or_refuses_it(room):
-    basic = 0 < len(unicodedata.normalize("NFC", room)) <= protocol.MAX_ROOM_NAME_LENGTH
+    basic = 0 < len(unicodedata.normalize("NFC", room)) <= names.MAX_ROOM_NAME_LENGTH
     basic = basic and "/" not in room
     try:
-        parsed = protocol.parse_room(room)
+        parsed = names.parse_room(room)
     except ClientError as error:
         assert error.code == errors.ROOM_INVALID
         assert error.close_code == errors.WS_4400_BAD_REQUEST
@@ -77,25 +77,25 @@ def test_parse_room_returns_an_nfc_name_that_shows_as_itself_or_refuses_it(room)
 @given(st.text(st.characters(categories=["L", "N", "Zs"]), max_size=100))
 def test_a_room_name_of_letters_digits_and_spaces_is_accepted(room):
     if any(unicodedata.category(char)[0] in "LN" for char in room) and not set(room) & INVISIBLE:
-        assert protocol.parse_room(room) == unicodedata.normalize("NFC", room)
+        assert names.parse_room(room) == unicodedata.normalize("NFC", room)
 
 
 @examples
 @given(st.one_of(st.none(), hostile_names.map(lambda name: name[:40])))
 def test_parse_nickname_returns_the_stripped_name_or_a_documented_error(raw):
     try:
-        nickname = protocol.parse_nickname(raw)
+        nickname = names.parse_nickname(raw)
     except ClientError as error:
         assert error.code in {errors.NICKNAME_REQUIRED, errors.NICKNAME_INVALID}
     else:
-        assert nickname == raw.strip() and 0 < len(nickname) <= protocol.MAX_NICKNAME_LENGTH
+        assert nickname == raw.strip() and 0 < len(nickname) <= names.MAX_NICKNAME_LENGTH
         assert shows_as_itself(nickname)
 
 
 @examples
 @given(hostile_names.map(lambda name: name[:32]))
 def test_a_nickname_key_is_stable_under_nfkc_nfd_and_case(nickname):
-    key = protocol.nickname_key(nickname)
+    key = names.nickname_key(nickname)
     for variant in (
         unicodedata.normalize("NFKC", nickname),
         unicodedata.normalize("NFD", nickname),
@@ -103,7 +103,7 @@ def test_a_nickname_key_is_stable_under_nfkc_nfd_and_case(nickname):
         nickname.upper(),
         nickname.lower(),
     ):
-        assert protocol.nickname_key(variant) == key, variant
+        assert names.nickname_key(variant) == key, variant
 
 
 @examples
@@ -128,10 +128,10 @@ def _accepted(parse, name: str) -> bool:
 
 @examples
 @given(
-    names.map(lambda name: unicodedata.normalize("NFC", name.replace("/", "_"))).filter(
-        lambda name: _accepted(protocol.parse_room, name)
+    any_names.map(lambda name: unicodedata.normalize("NFC", name.replace("/", "_"))).filter(
+        lambda name: _accepted(names.parse_room, name)
     ),
-    names.map(str.strip).filter(lambda name: _accepted(protocol.parse_nickname, name)),
+    any_names.map(str.strip).filter(lambda name: _accepted(names.parse_nickname, name)),
     st.sampled_from(protocol.FORMATS),
 )
 def test_a_well_formed_handshake_round_trips_through_the_query_string(room, nickname, fmt):
@@ -187,7 +187,7 @@ def test_text_frames_are_relayed_verbatim_unless_they_hold_a_control_character(t
 
 
 @examples
-@given(names, names, st.text(max_size=200), st.integers(0, 2**53), st.integers(0, 2**45))
+@given(any_names, any_names, st.text(max_size=200), st.integers(0, 2**53), st.integers(0, 2**45))
 def test_room_events_encode_to_both_formats_losslessly(room, nickname, text, message_id, ts):
     frames = protocol.message(room, nickname, text, message_id, ts)
     assert frames[protocol.TEXT] == f"{nickname}: {text}"
@@ -286,7 +286,7 @@ def test_metrics_render_valid_prometheus_text_with_cumulative_buckets(latencies,
 
 
 @examples
-@given(names, names, st.text(max_size=100))
+@given(any_names, any_names, st.text(max_size=100))
 def test_json_log_lines_are_one_json_object_with_room_and_nickname(room, nickname, message):
     record = logging.LogRecord("rooms", logging.INFO, __file__, 1, "%s", (message,), None)
     record.room, record.nickname = room, nickname

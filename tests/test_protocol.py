@@ -3,7 +3,7 @@
 import orjson
 import pytest
 
-from rooms.core import errors, protocol
+from rooms.core import errors, names, protocol
 from rooms.core.errors import ClientError
 
 MAX = 4096
@@ -301,7 +301,7 @@ VALID_NICKNAMES = [
 
 @pytest.mark.parametrize(("raw", "expected"), **_cases(VALID_NICKNAMES))
 def test_valid_nicknames_are_kept_as_typed(raw, expected):
-    assert protocol.parse_nickname(raw) == expected
+    assert names.parse_nickname(raw) == expected
 
 
 HIDDEN = "Nicknames cannot contain invisible, control, unassigned or direction-changing characters"
@@ -351,7 +351,7 @@ INVALID_NICKNAMES = [
 @pytest.mark.parametrize(("raw", "message"), **_cases(INVALID_NICKNAMES))
 def test_invisible_controlling_or_letterless_nicknames_are_refused(raw, message):
     with pytest.raises(ClientError) as caught:
-        protocol.parse_nickname(raw)
+        names.parse_nickname(raw)
     assert (caught.value.code, caught.value.message) == (errors.NICKNAME_INVALID, message)
     assert caught.value.close_code == errors.WS_4400_BAD_REQUEST
 
@@ -371,7 +371,7 @@ VALID_ROOMS = [
 
 @pytest.mark.parametrize(("raw", "expected"), **_cases(VALID_ROOMS))
 def test_valid_room_names_are_returned_in_nfc(raw, expected):
-    assert protocol.parse_room(raw) == expected
+    assert names.parse_room(raw) == expected
 
 
 HIDDEN_ROOM = (
@@ -397,7 +397,7 @@ INVALID_ROOMS = [
 @pytest.mark.parametrize(("raw", "message"), **_cases(INVALID_ROOMS))
 def test_invisible_controlling_or_letterless_room_names_are_refused(raw, message):
     with pytest.raises(ClientError) as caught:
-        protocol.parse_room(raw)
+        names.parse_room(raw)
     assert (caught.value.code, caught.value.message) == (errors.ROOM_INVALID, message)
     assert caught.value.close_code == errors.WS_4400_BAD_REQUEST
 
@@ -426,7 +426,7 @@ COLLIDING = [
 
 @pytest.mark.parametrize(("one", "other"), **_cases(COLLIDING))
 def test_look_alike_nicknames_share_a_key(one, other):
-    assert protocol.nickname_key(one) == protocol.nickname_key(other)
+    assert names.nickname_key(one) == names.nickname_key(other)
 
 
 DISTINCT = [
@@ -445,4 +445,4 @@ DISTINCT = [
 
 @pytest.mark.parametrize(("one", "other"), **_cases(DISTINCT))
 def test_different_nicknames_keep_different_keys(one, other):
-    assert protocol.nickname_key(one) != protocol.nickname_key(other)
+    assert names.nickname_key(one) != names.nickname_key(other)

@@ -6,8 +6,7 @@ import orjson
 import pytest
 from django.test import override_settings
 
-from rooms.state.history import get_writer
-from rooms.state.sequence import get_sequence
+from rooms.state.backends import get_sequence, get_writer
 from tests.clients import join, recv_json
 from tests.communicators import assert_recovered_with_gap, communicator
 

@@ -5,8 +5,7 @@ import asyncio
 import orjson
 from django.test import override_settings
 
-from rooms.state.history import get_writer
-from rooms.state.sequence import get_sequence
+from rooms.state.backends import get_sequence, get_writer
 from tests.clients import join, recv
 from tests.communicators import communicator
 

@@ -19,7 +19,9 @@ from hypothesis import strategies as st
 
 from rooms.core import metrics
 from rooms.models import Message, Room
-from rooms.state.history import Backlog, HistoryWriter, Pending, get_writer
+from rooms.state.backends import get_writer
+from rooms.state.storage import Pending
+from rooms.state.writer import Backlog, HistoryWriter
 from tests.clients import assert_silent, get_json, join, recv, wait_until
 from tests.communicators import communicator
 from tests.servers import BASE_ENV, ROOT
@@ -90,7 +92,7 @@ def test_a_nul_mid_batch_is_set_aside_on_postgresql_logged_and_every_other_row_s
     assert stored(postgres_url, "Room2") == [(1, "Alex", "m1"), (2, "Alex", "m2")]
     # Ids of the rows set aside were issued: the floor ids resume from covers them.
     assert last_id(postgres_url, "Room1") == 5
-    errors = [line for line in log.splitlines() if " ERROR rooms.state.history " in line]
+    errors = [line for line in log.splitlines() if " ERROR rooms.state.writer " in line]
     assert len(errors) == 2
     assert "set aside, not retried: reason=invalid room='Room1' id=3 nickname='Nick'" in errors[0]
     assert "NUL" in errors[0]
@@ -159,7 +161,7 @@ async def test_a_row_that_cannot_be_stored_is_set_aside_and_its_batch_written(ba
         Pending("Room1", 4, T0, "Nick", "m4"),
     ):
         writer.record(pending)
-    with caplog.at_level(logging.ERROR, "rooms.state.history"):
+    with caplog.at_level(logging.ERROR, "rooms.state.writer"):
         await writer.close()
     assert writer.pending == 0
     assert metrics.metrics.history_set_aside[reason] == before + 1

@@ -19,14 +19,15 @@ from django.db import DatabaseError
 from rooms.chat.extensions import WRITE_SOON
 from rooms.chat.outbox import Outbox
 from rooms.core import errors, logs, metrics, protocol
-from rooms.core.errors import BACKEND_ERRORS, ClientError
+from rooms.core.errors import ClientError
+from rooms.core.events import EVICT, now_ms, room_event
 from rooms.core.groups import room_group
 from rooms.core.limits import TokenBucket, address_key, connections, joins
 from rooms.core.protocol import Frames, Handshake
 from rooms.state import history
-from rooms.state.history import Pending, get_writer
-from rooms.state.presence import get_presence
-from rooms.state.sequence import EVICT, get_sequence, now_ms, room_event
+from rooms.state.backends import get_presence, get_sequence, get_writer
+from rooms.state.clients import BACKEND_ERRORS
+from rooms.state.storage import Pending
 
 logger = logging.getLogger(__name__)
 

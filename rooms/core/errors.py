@@ -1,7 +1,5 @@
 """The one error type a client ever sees, and the WebSocket close codes we use."""
 
-from redis.exceptions import RedisError
-
 # Close codes (RFC 6455 section 7.4; 4000-4999 are ours, mnemonic of HTTP statuses).
 WS_1000_NORMAL = 1000  # the client or server ended the session normally
 WS_1001_GOING_AWAY = 1001  # the server is shutting down
@@ -51,9 +49,6 @@ SLOW_CONSUMER = "SLOW_CONSUMER"
 TOO_MANY_CONNECTIONS = "TOO_MANY_CONNECTIONS"
 JOIN_RATE_LIMITED = "JOIN_RATE_LIMITED"
 
-# What a channel layer or Redis-backed store raises while its backend is unreachable.
-BACKEND_ERRORS = (RedisError, OSError, TimeoutError)
-
 
 def rate_limited(rate: float) -> ClientError:
     """Fatal: the client sent frames faster than RATE_LIMIT a second, beyond its burst."""
@@ -84,4 +79,13 @@ def service_unavailable(fatal: bool) -> ClientError:
     return ClientError(
         SERVICE_UNAVAILABLE,
         "The chat service is unavailable: your message was not delivered; send it again shortly.",
+    )
+
+
+def nickname_taken(nickname: str) -> ClientError:
+    """Fatal: another member of the room holds this nickname."""
+    return ClientError(
+        NICKNAME_TAKEN,
+        f"The nickname {nickname!r} is taken in this room; choose another.",
+        WS_4409_NICKNAME_TAKEN,
     )

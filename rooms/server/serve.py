@@ -50,7 +50,7 @@ from twisted.protocols.tls import TLSMemoryBIOProtocol
 from zope.interface import implementer, implementer_only
 
 from rooms.chat.extensions import WRITE_SOON
-from rooms.core import errors, logs, metrics
+from rooms.core import errors, logs, metrics, shutdown
 from rooms.core.queues import SingleReaderQueue
 from rooms.server import upgrades
 from rooms.server.connection import RoomsProtocol
@@ -246,7 +246,7 @@ class RoomsServer(Server):
             for port in self.ports:
                 port.stopListening()
             # Half the budget for clients to close and consumers to announce their leaves;
-            # the rest, at least, for writing pending history.
+            # the rest, at least, for the shutdown hooks (rooms.apps: history written).
             drain_until = start + timeout / 2
             while self.close_websockets() and time.monotonic() < drain_until:  # noqa: ASYNC110
                 await asyncio.sleep(POLL_INTERVAL)
@@ -256,24 +256,10 @@ class RoomsServer(Server):
                 time.monotonic() - start,
                 left,
             )
-            remaining = max(timeout - (time.monotonic() - start), 0.1)
-            await self.flush_history(remaining)
+            await shutdown.run(max(timeout - (time.monotonic() - start), 0.1))
         finally:
             logger.info("stopped in %.2f s", time.monotonic() - start)
             reactor.stop()
-
-    async def flush_history(self, timeout: float) -> None:
-        """Write every accepted message still pending; log loudly if that is impossible."""
-        from rooms.state.history import get_writer  # needs the app registry, ready by now
-
-        writer = get_writer()
-        pending = writer.pending
-        try:
-            await asyncio.wait_for(writer.close(), timeout)
-        except Exception:
-            logger.exception("history: %d pending messages not written", writer.pending)
-        else:
-            logger.info("history: %d pending messages written", pending)
 
     def close_websockets(self) -> int:
         """Send 1001 to every open WebSocket; count those whose consumer is still running."""

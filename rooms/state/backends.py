@@ -1,18 +1,61 @@
-"""Redis clients for the server's own commands (presence, message ids): a bounded pool.
+"""Where room state lives, decided here once: in this process's memory, or in Redis when
+REDIS_URL is set (ids and recent caches, presence), shared by every process; and the
+history writer. One instance of each per process."""
 
-redis-py's default pool opens a new connection for every command in flight. When thousands
-of clients disconnect at once (a network failure, a proxy restart), thousands of leaves
-each opened one, with its handshake, past Redis' `maxclients` (10,000 by default), and took
-longer than Daphne's application close timeout (10 s), which then killed the consumers
-before they announced their leaves (measured with 22,000 clients, bench/crowd.py). Here
-commands wait for one of REDIS_POOL_SIZE connections instead.
-"""
+from functools import cache
 
-import redis.asyncio as aioredis
+from channels.layers import get_channel_layer
 from django.conf import settings
 
+from rooms.state.presence import InProcessPresence
+from rooms.state.redis_presence import RedisPresence
+from rooms.state.redis_sequence import RedisSequence
+from rooms.state.sequence import InProcessSequence
+from rooms.state.writer import HistoryWriter
 
-def connect(url: str) -> aioredis.Redis:
-    """A client whose commands share at most REDIS_POOL_SIZE connections."""
-    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=settings.REDIS_POOL_SIZE)
-    return aioredis.Redis.from_pool(pool)
+
+def in_redis() -> bool:
+    """Whether room state is kept in Redis, shared by every process."""
+    return bool(settings.REDIS_URL)
+
+
+@cache
+def get_writer() -> HistoryWriter:
+    """This process's history writer."""
+    return HistoryWriter(
+        settings.ROOMS_FLUSH_INTERVAL,
+        settings.ROOMS_FLUSH_BATCH,
+        settings.ROOMS_HISTORY_PENDING_MAX,
+        settings.ROOMS_HISTORY_PENDING_BYTES,
+    )
+
+
+@cache
+def get_sequence() -> InProcessSequence | RedisSequence:
+    """This process's message ids and recent caches."""
+    pending = get_writer().highest_pending
+    sweep = settings.ROOMS_FLUSH_INTERVAL
+    if not in_redis():
+        return InProcessSequence(
+            settings.ROOMS_HISTORY_MAX, settings.ROOMS_RECENT_CACHE_BYTES, pending, sweep
+        )
+    sequence = RedisSequence(
+        settings.REDIS_PREFIX,
+        settings.ROOMS_HISTORY_MAX,
+        settings.ROOMS_RECENT_CACHE_BYTES,
+        settings.ROOMS_ROOM_KEY_TTL,
+        publishes=settings.CHANNEL_LAYER == "redis-pubsub",
+        pending=pending,
+        sweep=sweep,
+    )
+    if sequence.publishes:
+        get_channel_layer().observer = sequence.observe
+    return sequence
+
+
+@cache
+def get_presence() -> InProcessPresence | RedisPresence:
+    """Who is in which room, for this process."""
+    if in_redis():
+        return RedisPresence(settings.REDIS_PREFIX, settings.ROOMS_PRESENCE_TTL)
+    return InProcessPresence()

@@ -9,13 +9,12 @@ from channels.db import database_sync_to_async
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_safe
 
-from rooms.core import errors, protocol
+from rooms.core import errors, names
 from rooms.core.errors import ClientError
 from rooms.core.groups import room_group
 from rooms.models import Room, to_ms
 from rooms.state import history
-from rooms.state.presence import get_presence
-from rooms.state.sequence import get_sequence
+from rooms.state.backends import get_presence, get_sequence
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -83,7 +82,7 @@ async def _last_message(room: str) -> tuple[int, int] | None:
 async def room(request: HttpRequest, name: str) -> HttpResponse:
     """One room: its members, member count, last activity and last message id."""
     try:
-        name = protocol.parse_room(name)
+        name = names.parse_room(name)
     except ClientError as error:
         return _error(error)
     members = await get_presence().members(room_group(name))
@@ -113,7 +112,7 @@ def _not_found(name: str) -> ClientError:
 async def messages(request: HttpRequest, name: str) -> HttpResponse:
     """A page of a room's messages, oldest first: the newest `limit` with id < `before`."""
     try:
-        name = protocol.parse_room(name)
+        name = names.parse_room(name)
         before = _integer(request, "before", None, 1, history.NEWEST)
         limit = _integer(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     except ClientError as error:

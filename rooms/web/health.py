@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET
 
 from rooms.core import metrics
 from rooms.core.limits import connections
-from rooms.state.history import get_writer
+from rooms.state.backends import get_writer
 
 logger = logging.getLogger(__name__)
 

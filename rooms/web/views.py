@@ -9,14 +9,14 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_safe
 
-from rooms.core import protocol
+from rooms.core import names
 from rooms.core.errors import ClientError
 
 
 def _limits() -> dict[str, int]:
     return {
-        "max_nickname_length": protocol.MAX_NICKNAME_LENGTH,
-        "max_room_name_length": protocol.MAX_ROOM_NAME_LENGTH,
+        "max_nickname_length": names.MAX_NICKNAME_LENGTH,
+        "max_room_name_length": names.MAX_ROOM_NAME_LENGTH,
         "max_message_length": settings.ROOMS_MAX_MESSAGE_LENGTH,
     }
 
@@ -38,8 +38,8 @@ def enter(request: HttpRequest) -> HttpResponse:
     room = request.GET.get("room", "").strip()
     nickname = request.GET.get("nickname", "").strip()
     try:
-        room = protocol.parse_room(room)
-        protocol.parse_nickname(nickname)
+        room = names.parse_room(room)
+        names.parse_nickname(nickname)
     except ClientError as error:
         return _lobby(request, error.message, 400, room=room, nickname=nickname)
     query = urlencode({"nickname": nickname})
@@ -50,7 +50,7 @@ def enter(request: HttpRequest) -> HttpResponse:
 def room(request: HttpRequest, room_name: str) -> HttpResponse:
     """One room's chat page; the nickname comes from ?nickname= or is asked for."""
     try:
-        room_name = protocol.parse_room(room_name)
+        room_name = names.parse_room(room_name)
     except ClientError as error:
         return _lobby(request, error.message, 400, room=room_name)
     context = {"room": room_name, "nickname": request.GET.get("nickname", ""), **_limits()}

@@ -1,0 +1,296 @@
+"""Who is in which room, in Redis, shared by every process (the interface of
+rooms.state.presence).
+
+Each process holds its members
+under its own id and renews a heartbeat every PRESENCE_TTL/3 seconds; a process that
+misses its heartbeat for PRESENCE_TTL seconds is dead, and the next heartbeat of any
+live process removes its members and announces their leave (so within PRESENCE_TTL plus
+one heartbeat period). Keys, all under REDIS_PREFIX:
+
+    <p>:members:<group>   hash   nickname key -> {"n", "p", "c", "r", "t"} (JSON)
+    <p>:procs             zset   process id -> heartbeat deadline (ms, Redis clock)
+    <p>:proc:<id>         set    groups where that process has members
+    <p>:active            hash   group -> room name, for every room with members
+    <p>:epoch             string a token that changes when Redis loses these keys
+
+Redis may forget all this (a restart without persistence, a failover to a replica that
+lagged, eviction). Each process keeps its own members' claims and, on the heartbeat that
+finds its record gone, claims them again (`restore`), so members, member counts and unique
+nicknames come back within PRESENCE_TTL/3. Two claims of one nickname can then meet:
+- Redis lost its memory (the epoch changed): the member who joined first keeps the name;
+  a member who took it meanwhile on another process is closed with NICKNAME_TAKEN, 4409.
+- this process was taken for dead (it missed heartbeats for PRESENCE_TTL, its members'
+  leaves were announced): names taken since stay taken, and this process's members who
+  held them are closed with 4409; the others are announced joining again.
+"""
+
+import asyncio
+import logging
+import uuid
+from typing import NamedTuple
+
+import orjson
+from channels.layers import get_channel_layer
+
+from rooms.core import errors, names, protocol
+from rooms.core.events import evict, now_ms
+from rooms.core.groups import room_group
+from rooms.state import clients
+from rooms.state.presence import sorted_nicknames
+from rooms.state.sequence import announce
+
+logger = logging.getLogger(__name__)
+
+
+_CLAIM = """
+-- KEYS: 1 members hash, 2 this process's groups, 3 active rooms
+-- ARGV: 1 nickname key, 2 member entry, 3 group, 4 room name
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then
+  return 0
+end
+redis.call('SADD', KEYS[2], ARGV[3])
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
+return 1
+"""
+
+_RELEASE = """
+-- KEYS: 1 members hash, 2 active rooms; ARGV: 1 nickname key, 2 member entry, 3 group
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+if redis.call('HLEN', KEYS[1]) == 0 then
+  redis.call('HDEL', KEYS[2], ARGV[3])
+end
+"""
+
+_RESTORE = """
+-- KEYS: 1 members hash, 2 this process's groups, 3 active rooms
+-- ARGV: 1 nickname key, 2 member entry, 3 group, 4 room name, 5 claimed at (ms),
+--       6 '1': take the name from a later claim
+-- Returns {1, the entry it was taken from or ''} when the name is this entry's again,
+-- {2, ''} when it still was, {0, the holder's entry} when another claim keeps it.
+local held = redis.call('HGET', KEYS[1], ARGV[1])
+if held and held ~= ARGV[2] then
+  local since = cjson.decode(held).t or 0
+  if ARGV[6] ~= '1' or since <= tonumber(ARGV[5]) then
+    return {0, held}
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
+if held == ARGV[2] then
+  return {2, ''}
+end
+return {1, held or ''}
+"""
+
+_HEARTBEAT = """
+-- KEYS: 1 process deadlines, 2 epoch; ARGV: 1 process id, 2 ttl in ms, 3 a new epoch
+-- Renews this process's deadline; returns whether it was missing, the epoch (set anew
+-- if Redis lost it), and the processes whose deadline has passed.
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local missing = redis.call('ZADD', KEYS[1], ms + tonumber(ARGV[2]), ARGV[1])
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  epoch = ARGV[3]
+  redis.call('SET', KEYS[2], epoch)
+end
+return {missing, epoch, redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ms)}
+"""
+
+_REAP = """
+-- KEYS: 1 process deadlines, 2 the dead process's groups, 3 active rooms
+-- ARGV: 1 the dead process id, 2 members hash key prefix
+-- Only the first reaper of a process gets its members back (ZREM returns 1 once).
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 and ARGV[3] ~= 'self' then
+  return {}
+end
+local gone = {}
+for _, group in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local key = ARGV[2] .. group
+  local fields = redis.call('HGETALL', key)
+  for i = 1, #fields, 2 do
+    if cjson.decode(fields[i + 1]).p == ARGV[1] then
+      redis.call('HDEL', key, fields[i])
+      table.insert(gone, fields[i + 1])
+    end
+  end
+  if redis.call('HLEN', key) == 0 then
+    redis.call('HDEL', KEYS[3], group)
+  end
+end
+redis.call('DEL', KEYS[2])
+return gone
+"""
+
+
+class Claim(NamedTuple):
+    """A nickname this process holds for one of its members."""
+
+    room: str
+    group: str
+    key: str
+    entry: bytes
+    since: int  # ms since the epoch, when the member joined
+
+
+class RedisPresence:
+    """Members in Redis, shared by every process; dead processes expire, and a process
+    restores its members when Redis forgot them (module docstring)."""
+
+    def __init__(self, prefix: str, ttl: float) -> None:
+        self._prefix = prefix
+        self._ttl_ms = int(ttl * 1000)
+        self._interval = ttl / 3
+        self.process_id = uuid.uuid4().hex
+        self._heartbeat: asyncio.Task | None = None
+        self._claims: dict[str, Claim] = {}  # channel -> its member's claim
+        self._epoch: bytes | None = None
+
+    def _key(self, kind: str, name: str = "") -> str:
+        return f"{self._prefix}:{kind}:{name}" if name else f"{self._prefix}:{kind}"
+
+    async def claim(self, room: str, group: str, nickname: str, channel: str) -> None:
+        """Make `nickname` this channel's in the room, atomically, or raise NICKNAME_TAKEN."""
+        await self._ensure_heartbeat()
+        since = now_ms()
+        key = names.nickname_key(nickname)
+        entry = orjson.dumps(
+            {"n": nickname, "p": self.process_id, "c": channel, "r": room, "t": since}
+        )
+        claimed = await clients.connect().eval(
+            _CLAIM,
+            3,
+            self._key("members", group),
+            self._key("proc", self.process_id),
+            self._key("active"),
+            key,
+            entry,
+            group,
+            room,
+        )
+        if not claimed:
+            raise errors.nickname_taken(nickname)
+        self._claims[channel] = Claim(room, group, key, entry, since)
+
+    async def release(self, room: str, group: str, nickname: str, channel: str) -> None:
+        """Free the nickname, if this channel still holds it."""
+        claim = self._claims.pop(channel, None)
+        if claim is None:
+            return
+        await clients.connect().eval(
+            _RELEASE,
+            2,
+            self._key("members", group),
+            self._key("active"),
+            claim.key,
+            claim.entry,
+            group,
+        )
+
+    async def members(self, group: str) -> list[str]:
+        """Nicknames in the room, sorted case-insensitively."""
+        entries = await clients.connect().hvals(self._key("members", group))
+        return sorted_nicknames(orjson.loads(entry)["n"] for entry in entries)
+
+    async def occupied(self) -> dict[str, int]:
+        """Room name -> member count, for every room with members."""
+        client = clients.connect()
+        active = await client.hgetall(self._key("active"))
+        async with client.pipeline(transaction=False) as pipe:
+            for group in active:
+                pipe.hlen(self._key("members", group.decode()))
+            counts = await pipe.execute()
+        names = [name.decode() for name in active.values()]
+        return {name: count for name, count in zip(names, counts, strict=True) if count}
+
+    async def _ensure_heartbeat(self) -> None:
+        if self._heartbeat is None or self._heartbeat.done():
+            await self.beat()  # registered before the first claim, not a period later
+            self._heartbeat = asyncio.ensure_future(self._beat_forever())
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.beat()
+            except Exception:
+                logger.exception("presence heartbeat failed; retrying")
+
+    async def beat(self) -> None:
+        """Renew this process's deadline; restore its members if Redis forgot them; remove
+        and announce the members of dead processes."""
+        missing, epoch, dead = await clients.connect().eval(
+            _HEARTBEAT, 2, self._key("procs"), self._key("epoch"), self.process_id,
+            self._ttl_ms, uuid.uuid4().hex,
+        )  # fmt: skip
+        if missing and self._claims:
+            await self.restore(lost=epoch != self._epoch)
+        self._epoch = epoch
+        for process_id in dead:
+            await self._reap(process_id.decode(), own=False)
+
+    async def restore(self, lost: bool) -> None:
+        """Claim this process's members' nicknames again (module docstring): when Redis
+        `lost` its memory the earlier claim of a name wins, otherwise the one in Redis."""
+        layer = get_channel_layer()
+        logger.warning(
+            "presence: %s; restoring %d members",
+            "Redis lost its keys" if lost else "this process was taken for dead",
+            len(self._claims),
+        )
+        claims = list(self._claims.items())
+        async with clients.connect().pipeline(transaction=False) as pipe:
+            for _, claim in claims:
+                pipe.eval(
+                    _RESTORE,
+                    3,
+                    self._key("members", claim.group),
+                    self._key("proc", self.process_id),
+                    self._key("active"),
+                    claim.key,
+                    claim.entry,
+                    claim.group,
+                    claim.room,
+                    claim.since,
+                    "1" if lost else "",
+                )
+            results = await pipe.execute()
+        for (channel, claim), (restored, held) in zip(claims, results, strict=True):
+            nickname = orjson.loads(claim.entry)["n"]
+            if not restored:
+                self._claims.pop(channel, None)
+                await layer.send(channel, evict(errors.nickname_taken(nickname)))
+            elif held:
+                await layer.send(orjson.loads(held)["c"], evict(errors.nickname_taken(nickname)))
+            elif restored == 1 and not lost:
+                frames = protocol.joined(claim.room, nickname, now_ms())
+                await announce(layer, claim.group, frames)
+
+    async def _reap(self, process_id: str, own: bool) -> None:
+        gone = await clients.connect().eval(
+            _REAP,
+            3,
+            self._key("procs"),
+            self._key("proc", process_id),
+            self._key("active"),
+            process_id,
+            f"{self._prefix}:members:",
+            "self" if own else "",
+        )
+        layer = get_channel_layer()
+        for raw in gone:
+            entry = orjson.loads(raw)
+            logger.info("%s left %s: its process %s stopped", entry["n"], entry["r"], process_id)
+            frames = protocol.left(entry["r"], entry["n"], now_ms())
+            await announce(layer, room_group(entry["r"]), frames)
+
+    async def close(self) -> None:
+        """Stop the heartbeat; remove this process's members, announcing their leave."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            self._heartbeat = None
+            await self._reap(self.process_id, own=True)
+        self._claims.clear()

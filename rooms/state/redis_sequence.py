@@ -1,0 +1,244 @@
+"""Per-room message ids and recent caches in Redis, shared by every process of a deployment
+(the interface of rooms.state.sequence).
+
+With Redis pub/sub, an INCR followed by a PUBLISH lets two processes publish out of id order,
+so one Lua script assigns the id and the server time, adds the message to the room's recent
+cache (a sorted set scored by id, bounded in messages and bytes) and publishes the
+channel-layer message, all at once; a join is stamped and published the same way.
+
+Ids never go backwards, whatever Redis forgets (a restart without persistence, an eviction,
+a failover to a replica that lagged, an idle room's keys expiring after ROOM_KEY_TTL): each
+process knows, for every room it has members in, the highest id it issued or saw go by, and
+the scripts never issue an id at or below it; when a room's counter is missing they change
+nothing and answer MISSING, and are run again with the database's last id folded in.
+"""
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import msgpack
+import redis.asyncio as aioredis
+from channels.db import database_sync_to_async
+
+from rooms.core import protocol
+from rooms.state import clients
+from rooms.state.rooms import RoomState, RoomStates
+from rooms.state.sequence import Stamp, stored_last_id
+
+# Both scripts answer -1, and change nothing, when the room's counter is missing (Redis
+# lost it, or the room's keys expired) and the caller's floor was not read from the
+# database just now (`fresh`): the caller reads it and calls again.
+_MESSAGE_SCRIPT = """
+-- KEYS: 1 the room's id counter, 2 its recent cache, 3 the cache's size in bytes,
+--       4 the layer's group channel
+-- ARGV: 1 id floor, 2 fresh ('1': the floor includes the database's last id),
+--       3 most messages cached, 4 most bytes cached, 5 key ttl (ms),
+--       6-8 the JSON frame cut at id and ts, 9 the layer message up to its "id" value
+--       ('' when the caller publishes), 10 the "json" key, packed
+local id = redis.call('INCR', KEYS[1])
+if id == 1 and ARGV[2] ~= '1' then
+  redis.call('DEL', KEYS[1])
+  return -1
+end
+local floor = tonumber(ARGV[1])
+if id <= floor then
+  id = floor + 1
+  redis.call('SET', KEYS[1], string.format('%d', id))
+end
+local now = redis.call('TIME')
+local ts = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local frame = ARGV[6] .. string.format('%d', id) .. ARGV[7] .. string.format('%d', ts) .. ARGV[8]
+redis.call('ZADD', KEYS[2], id, frame)
+local size = redis.call('INCRBY', KEYS[3], #frame)
+local count = redis.call('ZCARD', KEYS[2])
+while count > 1 and (count > tonumber(ARGV[3]) or size > tonumber(ARGV[4])) do
+  local oldest = redis.call('ZPOPMIN', KEYS[2])
+  size = redis.call('DECRBY', KEYS[3], #oldest[1])
+  count = count - 1
+end
+for i = 1, 3 do
+  redis.call('PEXPIRE', KEYS[i], ARGV[5])
+end
+if ARGV[9] ~= '' then
+  redis.call('PUBLISH', KEYS[4], ARGV[9] .. cmsgpack.pack(id) .. ARGV[10] .. cmsgpack.pack(frame))
+end
+return {id, ts}
+"""
+
+_JOIN_SCRIPT = """
+-- KEYS: 1 the room's id counter, 2 the layer's group channel
+-- ARGV: 1 id floor, 2 fresh ('1': the floor includes the database's last id),
+--       3 key ttl (ms), 4 the layer message up to its "last" value ('' when the caller
+--       publishes)
+local last = redis.call('GET', KEYS[1])
+if not last and ARGV[2] ~= '1' then
+  return -1
+end
+last = tonumber(last or '0')
+local floor = tonumber(ARGV[1])
+if last < floor then
+  last = floor
+  redis.call('SET', KEYS[1], string.format('%d', last), 'PX', ARGV[3])
+elseif last > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+if ARGV[4] ~= '' then
+  redis.call('PUBLISH', KEYS[2], ARGV[4] .. cmsgpack.pack(last))
+end
+return last
+"""
+
+MISSING = -1  # what the scripts answer when the room's counter is gone (above)
+
+
+def _layer_prefix(fields: dict, next_key: str, more: int = 0) -> bytes:
+    """A msgpack map of `fields`, `next_key` and `more` pairs after it, cut before the
+    value of `next_key`: the script appends that value and the pairs that follow."""
+    out = bytearray(msgpack.packb({}))
+    out[0] |= len(fields) + 1 + more  # fixmap header: 0x80 | number of pairs (at most 15)
+    for key, value in fields.items():
+        out += msgpack.packb(key) + msgpack.packb(value)
+    return bytes(out + msgpack.packb(next_key))
+
+
+_JSON_KEY = msgpack.packb(protocol.JSON)
+
+
+class _Scripts(NamedTuple):
+    client: aioredis.Redis
+    message: object
+    join: object
+
+
+class RedisSequence:
+    """Counters and recent caches in Redis, shared by every process of a deployment.
+
+    With the pub/sub layer the scripts publish in the layer's own format (msgpack, on
+    channel `<prefix>__group__<group>`); with the list-based layer the caller publishes
+    after the script, so ids stay unique but may reach clients out of order. A room's
+    floor here starts at 0 and rises with every id this process issues or sees go by
+    (`observe`, called by the layer once per room event); the database's last id is read
+    only when Redis has no counter for the room.
+    """
+
+    def __init__(
+        self,
+        prefix: str,
+        cache_size: int,
+        cache_bytes: int,
+        key_ttl: float,
+        publishes: bool,
+        pending: Callable[[str], int],
+        sweep: float,
+    ) -> None:
+        self._prefix = prefix
+        self._cache_size = cache_size
+        self._cache_bytes = cache_bytes
+        self._ttl_ms = int(key_ttl * 1000)
+        self.publishes = publishes
+        self._pending = pending
+        self.rooms = RoomStates(pending, sweep)
+        self._group_channel = f"{prefix}__group__"
+        self._bound: _Scripts | None = None
+
+    def _scripts(self) -> _Scripts:
+        """The scripts, registered with this event loop's client."""
+        client = clients.connect()
+        if self._bound is None or self._bound.client is not client:
+            message, join = (client.register_script(s) for s in (_MESSAGE_SCRIPT, _JOIN_SCRIPT))
+            self._bound = _Scripts(client, message, join)
+        return self._bound
+
+    def _keys(self, group: str) -> tuple[str, str, str, str]:
+        return (
+            f"{self._prefix}:seq:{group}",
+            f"{self._prefix}:recent:{group}",
+            f"{self._prefix}:recent-bytes:{group}",
+            f"{self._group_channel}{group}",
+        )
+
+    def _hold(self, group: str, room: str) -> RoomState:
+        state = self.rooms.hold(group, room)
+        if state.floor is None:
+            state.floor = self._pending(room)  # this process's own ids not yet written
+        return state
+
+    async def _stamp(self, state: RoomState, script, keys, args: list) -> object:
+        """Run `script` with the state's floor; once more with the database's last id
+        when Redis has lost the room's counter."""
+        result = await script(keys=keys, args=[state.floor, 0, *args])
+        if result == MISSING:
+            stored = await database_sync_to_async(stored_last_id)(state.room)
+            state.floor = max(state.floor, stored)
+            result = await script(keys=keys, args=[state.floor, 1, *args])
+        return result
+
+    def observe(self, channel: str, event: dict) -> None:
+        """A room event went by on a group channel: no later id may be at or below its id."""
+        state = self.rooms.get(channel[len(self._group_channel) :])
+        seen = event.get("id") or event.get("last")
+        if state is not None and seen and seen > state.floor:
+            state.floor = seen
+
+    async def publish(
+        self, layer, group: str, room: str, nickname: str, text: str, event: dict
+    ) -> Stamp:
+        """Assign the next id and publish `event` with the message's frames, atomically."""
+        state = self._hold(group, room)
+        try:
+            text_frame, parts = protocol.message_parts(room, nickname, text)
+            head = _layer_prefix({**event, protocol.TEXT: text_frame}, "id", more=1)
+            message_id, ts = await self._stamp(
+                state,
+                self._scripts().message,
+                self._keys(group),
+                [self._cache_size, self._cache_bytes, self._ttl_ms, *parts]
+                + ([head, _JSON_KEY] if self.publishes else [b"", b""]),
+            )
+            state.floor = max(state.floor, message_id)
+        finally:
+            self.rooms.release(group)
+        if not self.publishes:
+            frames = protocol.message(room, nickname, text, message_id, ts)
+            await layer.group_send(group, {**event, **frames, "id": message_id})
+        return Stamp(message_id, ts)
+
+    async def publish_join(self, layer, group: str, room: str, channel: str, event: dict) -> None:
+        """Count a member in and publish its join, stamped with its channel and the room's
+        last id; the member must `leave` once gone, whatever happened here."""
+        state = self._hold(group, room)
+        head = _layer_prefix({**event, "joiner": channel}, "last")
+        seq_key, _, _, channel_key = self._keys(group)
+        last = await self._stamp(
+            state,
+            self._scripts().join,
+            [seq_key, channel_key],
+            [self._ttl_ms, head if self.publishes else b""],
+        )
+        state.floor = max(state.floor, last)
+        if not self.publishes:
+            await layer.group_send(group, {**event, "joiner": channel, "last": last})
+
+    def leave(self, group: str) -> None:
+        """A member counted in by `publish_join` is gone."""
+        self.rooms.release(group)
+
+    async def recent(self, group: str, after: int, upto: int, limit: int) -> list[tuple[int, str]]:
+        """Cached messages with after < id <= upto, the newest `limit`, oldest first."""
+        found = await clients.connect().zrevrangebyscore(
+            self._keys(group)[1], upto, f"({after}", start=0, num=limit, withscores=True
+        )
+        return [(int(score), frame.decode()) for frame, score in reversed(found)]
+
+    def forget(self, group: str, message_id: int) -> None:
+        """A moderator deleted the message: drop it from the recent cache (synchronous)."""
+        cache_key, size_key = self._keys(group)[1:3]
+        client = clients.connect_sync()
+        frames = client.zrangebyscore(cache_key, message_id, message_id)
+        if frames and client.zrem(cache_key, *frames):
+            client.decrby(size_key, sum(len(frame) for frame in frames))
+
+    async def close(self) -> None:
+        """Forget every room (the Redis client is closed by rooms.state.clients)."""
+        self.rooms.clear()
+        self._bound = None
