@@ -16,6 +16,7 @@ from channels.layers import get_channel_layer
 from rooms.history import get_writer
 from rooms.presence import get_presence
 from rooms.sequence import get_sequence
+from tests.cluster import Cluster
 from tests.servers import Server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,3 +151,32 @@ def start_server(database_url: str, tmp_path: Path) -> Iterator:
 def daphne(start_server) -> Server:
     """One Daphne process with the in-memory channel layer."""
     return start_server("daphne")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory) -> Iterator[Cluster]:
+    """A Redis Cluster of three masters of this run's own (tests/cluster.py), its seed URLs in
+    `.url`; removed at the end. Failing to start fails under CI and skips elsewhere."""
+    directory = tmp_path_factory.mktemp("redis-cluster")
+    cluster = Cluster(directory)
+    try:
+        cluster.start()
+    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+        cluster.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+        if os.environ.get("CI"):
+            pytest.fail(f"A Redis Cluster is required under CI and could not start: {exc}")
+        pytest.skip(f"A Redis Cluster could not start: {exc}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster: Cluster) -> str:
+    """The run's cluster as seed URLs, every master up again, the cluster ok and empty."""
+    redis_cluster.heal()
+    redis_cluster.flush()
+    return redis_cluster.url
