@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from rooms.history import get_writer
 from rooms.presence import get_presence
 from rooms.sequence import get_sequence
 from tests.cluster import Cluster
+from tests.hosts import HostsWarning, Network
+from tests.redis_server import RedisServer
 from tests.servers import Server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -180,3 +183,31 @@ def redis_cluster_url(redis_cluster: Cluster) -> str:
     redis_cluster.heal()
     redis_cluster.flush()
     return redis_cluster.url
+
+
+@pytest.fixture
+def hosts(request) -> Iterator[Network]:
+    """Three hosts (tests/hosts.py; `indirect` parametrization gives another count), each a
+    network namespace with its own address; loopback addresses, with a warning, where
+    namespaces cannot be made. Nothing of theirs is left after the test."""
+    with Network(getattr(request, "param", 3)) as network:
+        if not network.isolated:
+            reason = network.fallback_reason
+            warnings.warn(HostsWarning(f"hosts are loopback addresses: {reason}"), stacklevel=2)
+        yield network
+    assert not network.names(), "the hosts' network was not removed"
+
+
+@pytest.fixture
+def hosts_redis(hosts: Network, tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of this test's own on the hosts' network (`hosts.address`), reachable from
+    every host. Failing to start fails under CI and skips elsewhere."""
+    server = RedisServer(tmp_path / "hosts-redis", hosts.address)
+    try:
+        server.start()
+    except (OSError, RuntimeError) as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"redis-server is required under CI and could not start: {exc}")
+        pytest.skip(f"redis-server could not start: {exc}")
+    yield server
+    server.stop()
