@@ -23,6 +23,15 @@ if ! redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping >/dev/null 2>&1; then
 fi
 redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping >/dev/null
 
+# The Redis Cluster and the hosts of tests/cluster.py and tests/hosts.py: a redis-server and
+# redis-cli of their own (Redis 7 or later), whatever Redis already answers above, and `ip`
+# for network namespaces.
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v redis-cli >/dev/null || missing+=(redis-tools)
+command -v ip >/dev/null || missing+=(iproute2)
+if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
+
 # PostgreSQL for the database tests (TEST_POSTGRES_URL): trust authentication on loopback,
 # as on the CI service; a fresh install is configured that way here.
 PG_HOST=127.0.0.1

@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -15,6 +16,9 @@ from channels.layers import get_channel_layer
 
 from rooms.state import clients
 from rooms.state.backends import get_presence, get_sequence, get_writer
+from tests.cluster import Cluster
+from tests.hosts import HostsWarning, Network
+from tests.redis_server import RedisServer
 from tests.servers import Server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,3 +154,60 @@ def start_server(database_url: str, tmp_path: Path) -> Iterator:
 def daphne(start_server) -> Server:
     """One Daphne process with the in-memory channel layer."""
     return start_server("daphne")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory) -> Iterator[Cluster]:
+    """A Redis Cluster of three masters of this run's own (tests/cluster.py), its seed URLs in
+    `.url`; removed at the end. Failing to start fails under CI and skips elsewhere."""
+    directory = tmp_path_factory.mktemp("redis-cluster")
+    cluster = Cluster(directory)
+    try:
+        cluster.start()
+    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+        cluster.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+        if os.environ.get("CI"):
+            pytest.fail(f"A Redis Cluster is required under CI and could not start: {exc}")
+        pytest.skip(f"A Redis Cluster could not start: {exc}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster: Cluster) -> str:
+    """The run's cluster as seed URLs, every master up again, the cluster ok and empty."""
+    redis_cluster.heal()
+    redis_cluster.flush()
+    return redis_cluster.url
+
+
+@pytest.fixture
+def hosts(request) -> Iterator[Network]:
+    """Three hosts (tests/hosts.py; `indirect` parametrization gives another count), each a
+    network namespace with its own address; loopback addresses, with a warning, where
+    namespaces cannot be made. Nothing of theirs is left after the test."""
+    with Network(getattr(request, "param", 3)) as network:
+        if not network.isolated:
+            reason = network.fallback_reason
+            warnings.warn(HostsWarning(f"hosts are loopback addresses: {reason}"), stacklevel=2)
+        yield network
+    assert not network.names(), "the hosts' network was not removed"
+
+
+@pytest.fixture
+def hosts_redis(hosts: Network, tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of this test's own on the hosts' network (`hosts.address`), reachable from
+    every host. Failing to start fails under CI and skips elsewhere."""
+    server = RedisServer(tmp_path / "hosts-redis", hosts.address)
+    try:
+        server.start()
+    except (OSError, RuntimeError) as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"redis-server is required under CI and could not start: {exc}")
+        pytest.skip(f"redis-server could not start: {exc}")
+    yield server
+    server.stop()
