@@ -17,6 +17,7 @@ from bench.ladder import LadderPlan
 from bench.scenarios import Context, ladder_case
 from bench.swarm import Swarm
 from bench.traffic import StepRules
+from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CPUS = ",".join(str(cpu) for cpu in sorted(os.sched_getaffinity(0)))
@@ -73,10 +74,11 @@ def test_free_ports_are_never_the_seeds():
 
 
 def test_a_port_with_a_listener_is_not_free_and_is_once_it_closes():
+    # Below the ephemeral range: no outgoing connection of a concurrent test takes it.
+    port = free_port()
     with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
+        listener.bind(("127.0.0.1", port))
         listener.listen()
-        port = listener.getsockname()[1]
         assert not servers.port_is_free(port)
     assert servers.port_is_free(port)
 

@@ -11,6 +11,12 @@ Send = Callable[[dict], Awaitable[None]]
 class Outbox:
     """An ASGI send, and a write_soon for room events that never waits."""
 
+    @classmethod
+    def over(cls, send: Send) -> tuple[Send, Callable[[str], None]]:
+        """The send and the write_soon a consumer uses over the ASGI `send`."""
+        outbox = cls(send)
+        return outbox.send, outbox.write_soon
+
     def __init__(self, send: Send) -> None:
         self._send = send
         self._texts: list[str] = []

@@ -89,3 +89,46 @@ def nickname_taken(nickname: str) -> ClientError:
         f"The nickname {nickname!r} is taken in this room; choose another.",
         WS_4409_NICKNAME_TAKEN,
     )
+
+
+def not_found() -> ClientError:
+    """Fatal: there is no WebSocket endpoint at that path."""
+    return ClientError(NOT_FOUND, "Connect to /ws/chat/<room>/?nickname=<nick>.", WS_4404_NOT_FOUND)
+
+
+def server_full() -> ClientError:
+    """Fatal: this process holds MAX_CONNECTIONS room connections."""
+    return ClientError(
+        SERVER_FULL, "The server is at its connection limit; try again later.", WS_4503_UNAVAILABLE
+    )
+
+
+def room_full(limit: int) -> ClientError:
+    """Fatal: the room has MAX_ROOM_CONNECTIONS members on this process."""
+    return ClientError(
+        ROOM_FULL, f"This room is full ({limit} members); try again later.", WS_4503_UNAVAILABLE
+    )
+
+
+def too_many_connections(limit: int) -> ClientError:
+    """Fatal: the client's address holds MAX_CONNECTIONS_PER_IP connections."""
+    return ClientError(
+        TOO_MANY_CONNECTIONS,
+        f"Too many connections from your address (at most {limit}); close one or try again later.",
+        WS_4429_RATE_LIMITED,
+    )
+
+
+def join_rate_limited(rate: float) -> ClientError:
+    """Fatal: the client's address spent its join budget (JOIN_RATE, JOIN_BURST)."""
+    return ClientError(
+        JOIN_RATE_LIMITED,
+        f"Too many joins from your address: at most {rate:g} a second on average; "
+        "try again in a few seconds.",
+        WS_4429_RATE_LIMITED,
+    )
+
+
+def room_not_found(name: str) -> ClientError:
+    """HTTP API: no room of that name has messages or members."""
+    return ClientError(ROOM_NOT_FOUND, f"No room {name!r}: it has no messages or members.")

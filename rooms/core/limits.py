@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rooms.core import errors
-from rooms.core.errors import ClientError
 
 # Entries each per-address map keeps at most; beyond, the oldest goes. Full, with IPv6
 # keys: about 10 MB for the connection counts, 16 MB for the join buckets.
@@ -119,12 +118,7 @@ class JoinBudget:
                 buckets.popitem(last=False)
             bucket = buckets[address] = TokenBucket(rate, burst)
         if not bucket.take(now):
-            raise ClientError(
-                errors.JOIN_RATE_LIMITED,
-                f"Too many joins from your address: at most {rate:g} a second on average; "
-                "try again in a few seconds.",
-                errors.WS_4429_RATE_LIMITED,
-            )
+            raise errors.join_rate_limited(rate)
 
 
 class ConnectionCounter:
@@ -148,25 +142,12 @@ class ConnectionCounter:
         """Count one more member of `group` from `address`, or raise SERVER_FULL,
         TOO_MANY_CONNECTIONS or ROOM_FULL (0 = no limit)."""
         if max_total and self.total >= max_total:
-            raise ClientError(
-                errors.SERVER_FULL,
-                "The server is at its connection limit; try again later.",
-                errors.WS_4503_UNAVAILABLE,
-            )
+            raise errors.server_full()
         held = self.per_address.get(address, 0) if address is not None else 0
         if max_per_address and held >= max_per_address:
-            raise ClientError(
-                errors.TOO_MANY_CONNECTIONS,
-                f"Too many connections from your address (at most {max_per_address}); "
-                "close one or try again later.",
-                errors.WS_4429_RATE_LIMITED,
-            )
+            raise errors.too_many_connections(max_per_address)
         if max_per_group and self.per_group[group] >= max_per_group:
-            raise ClientError(
-                errors.ROOM_FULL,
-                f"This room is full ({max_per_group} members); try again later.",
-                errors.WS_4503_UNAVAILABLE,
-            )
+            raise errors.room_full(max_per_group)
         self.total += 1
         self.per_group[group] += 1
         if address is not None:

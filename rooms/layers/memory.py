@@ -9,61 +9,54 @@ until its reader is cancelled (consumers cancel it when they end), scans for exp
 once a second, and counts every message dropped on a full channel (logged at most once
 a second, so that an overload does not also flood the log).
 
-A member may instead `attach` a receiver: a function the layer calls with each group
-message, in order, in place of queueing it (rooms.chat.consumers). Delivering to a room is then
-a loop of calls, with no queue and no task switch per member. Messages sent to the
-member's own channel go to the `control` function it attached with.
+It offers delivery by call (rooms.layers.fanout).
 """
 
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 
 from channels.layers import InMemoryChannelLayer
 
-logger = logging.getLogger(__name__)
+from rooms.layers.fanout import FANOUT, Members, Receiver
 
-Receiver = Callable[[dict], None]  # takes a group message; must not block
+logger = logging.getLogger(__name__)
 
 CLEAN_INTERVAL = 1.0  # seconds between expiry scans
 DROP_LOG_INTERVAL = 1.0  # seconds between warnings about dropped messages
 
 
 class FanoutInMemoryChannelLayer(InMemoryChannelLayer):
-    """InMemoryChannelLayer with cheap group_send; same API and semantics otherwise."""
+    """InMemoryChannelLayer with cheap group_send and delivery by call (a FanoutLayer); same
+    API and semantics otherwise."""
+
+    extensions = [*InMemoryChannelLayer.extensions, FANOUT]
+    deaf = False  # every member is in this process
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.dropped = 0
-        self.receivers: dict[str, Receiver] = {}
-        self.controls: dict[str, Receiver] = {}
+        self.members = Members()
         self._next_clean = 0.0
         self._next_drop_log = 0.0
 
     def attach(self, channel: str, receiver: Receiver, control: Receiver) -> None:
-        """Hand the channel's group messages to `receiver` as they are sent, and messages
-        sent to the channel itself to `control`."""
-        self.receivers[channel] = receiver
-        self.controls[channel] = control
+        """Call `receiver` with the channel's group messages as they are sent, and
+        `control` with messages sent to the channel itself."""
+        self.members.attach(channel, receiver, control)
 
     async def detach(self, channel: str) -> None:
         """Forget the channel's receivers and queue: its consumer has ended."""
-        self.receivers.pop(channel, None)
-        self.controls.pop(channel, None)
+        self.members.forget(channel)
         self.channels.pop(channel, None)
 
     async def flush(self) -> None:
-        self.receivers.clear()
-        self.controls.clear()
+        self.members.clear()
         await super().flush()
 
     async def send(self, channel: str, message: dict) -> None:
-        control = self.controls.get(channel)
-        if control is None:
+        if not self.members.control(channel, message):
             await super().send(channel, message)
-        else:
-            deliver(control, message)
 
     def _clean_expired(self) -> None:
         now = time.monotonic()
@@ -88,19 +81,16 @@ class FanoutInMemoryChannelLayer(InMemoryChannelLayer):
         assert isinstance(message, dict), "message is not a dict"
         self.require_valid_group_name(group)
         self._clean_expired()
-        item = (time.time() + self.expiry, message)
-        for channel in self.groups.get(group, ()):
-            receiver = self.receivers.get(channel)
-            if receiver is not None:
-                deliver(receiver, message)
-                continue
-            queue = self.channels.get(channel)
-            if queue is None:
-                queue = self.channels[channel] = asyncio.Queue(maxsize=self.get_capacity(channel))
-            try:
-                queue.put_nowait(item)
-            except asyncio.QueueFull:
-                self._drop()
+        self.members.deliver(self.groups.get(group, ()), message, self._queue)
+
+    def _queue(self, channel: str, message: dict) -> None:
+        queue = self.channels.get(channel)
+        if queue is None:
+            queue = self.channels[channel] = asyncio.Queue(maxsize=self.get_capacity(channel))
+        try:
+            queue.put_nowait((time.time() + self.expiry, message))
+        except asyncio.QueueFull:
+            self._drop()
 
     def _drop(self) -> None:
         self.dropped += 1
@@ -108,11 +98,3 @@ class FanoutInMemoryChannelLayer(InMemoryChannelLayer):
         if now >= self._next_drop_log:
             self._next_drop_log = now + DROP_LOG_INTERVAL
             logger.warning("channel full: %d group messages dropped so far", self.dropped)
-
-
-def deliver(receiver: Receiver, message: dict) -> None:
-    """Call `receiver`; a failing member must not cost the others their message."""
-    try:
-        receiver(message)
-    except Exception:
-        logger.exception("receiver failed on a group message")

@@ -11,9 +11,8 @@ not reach this process's members.
 
 It also decodes a group message once per process, not once per member: every local member
 gets the same dict (consumers never mutate events), so the work of a delivery, and the
-frame rooms.server.frames builds from it, is shared as with the in-memory layer. Members may
-`attach` a receiver, called with each group message instead of queueing it, as with
-rooms.layers.
+frame rooms.server.frames builds from it, is shared as with the in-memory layer; and it
+offers delivery by call (rooms.layers.fanout).
 """
 
 import asyncio
@@ -28,7 +27,7 @@ from channels_redis.pubsub import (
 from channels_redis.utils import _wrap_close
 
 from rooms.core.queues import SingleReaderQueue
-from rooms.layers.memory import Receiver, deliver
+from rooms.layers.fanout import FANOUT, Members, Receiver
 
 logger = logging.getLogger(__name__)
 
@@ -152,11 +151,10 @@ class ResubscribingShard(RedisSingleShardConnection):
         layer = self.channel_layer
         name = message["channel"]
         name = name.decode() if isinstance(name, bytes) else name
-        members = layer.groups.get(name)
-        control = layer.controls.get(name)
-        if control is not None:
-            deliver(control, layer.channel_layer.deserialize(message["data"]))
+        if name in layer.members.controls:
+            layer.members.control(name, layer.channel_layer.deserialize(message["data"]))
             return
+        members = layer.groups.get(name)
         if name in layer.channels or not members:
             super()._receive_message(message)
             return
@@ -164,14 +162,7 @@ class ResubscribingShard(RedisSingleShardConnection):
         observer = layer.channel_layer.observer
         if observer is not None:
             observer(name, event)
-        for channel in members:
-            receiver = layer.receivers.get(channel)
-            if receiver is not None:
-                deliver(receiver, event)
-                continue
-            queue = layer.channels.get(channel)
-            if queue is not None:
-                queue.put_nowait(event)
+        layer.members.deliver(members, event, layer.queue)
 
 
 class ResilientLoopLayer(RedisPubSubLoopLayer):
@@ -180,14 +171,18 @@ class ResilientLoopLayer(RedisPubSubLoopLayer):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._shards = [ResubscribingShard(shard.host, self) for shard in self._shards]
-        self.receivers: dict[str, Receiver] = {}
-        self.controls: dict[str, Receiver] = {}
+        self.members = Members()
 
     def attach(self, channel: str, receiver: Receiver, control: Receiver) -> None:
-        """Hand the channel's group messages to `receiver` as they arrive, and messages
-        sent to the channel itself to `control`."""
-        self.receivers[channel] = receiver
-        self.controls[channel] = control
+        """Call `receiver` with the channel's group messages as they arrive, and `control`
+        with messages sent to the channel itself."""
+        self.members.attach(channel, receiver, control)
+
+    def queue(self, channel: str, message: dict) -> None:
+        """Queue a group message for a member that reads its channel."""
+        queue = self.channels.get(channel)
+        if queue is not None:
+            queue.put_nowait(message)
 
     async def _subscribe_to_channel(self, channel: str) -> None:
         # channels-redis', with a lighter queue: it holds only what is sent to the channel
@@ -197,14 +192,12 @@ class ResilientLoopLayer(RedisPubSubLoopLayer):
 
     async def detach(self, channel: str) -> None:
         """Forget the channel's receivers and unsubscribe it, as a cancelled receive does."""
-        self.receivers.pop(channel, None)
-        self.controls.pop(channel, None)
+        self.members.forget(channel)
         if self.channels.pop(channel, None) is not None:
             self._get_shard(channel).unsubscribe_soon(channel)
 
     async def flush(self) -> None:
-        self.receivers.clear()
-        self.controls.clear()
+        self.members.clear()
         await super().flush()
 
     @property
@@ -220,6 +213,7 @@ class ResilientRedisPubSubChannelLayer(RedisPubSubChannelLayer):
     group's channel name and the message, before any member gets it (rooms.state.sequence
     follows the ids going by)."""
 
+    extensions = ["groups", "flush", FANOUT]
     observer: Callable[[str, dict], None] | None = None
 
     def deserialize(self, message: bytes | dict) -> dict:

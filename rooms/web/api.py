@@ -88,7 +88,7 @@ async def room(request: HttpRequest, name: str) -> HttpResponse:
     members = await get_presence().members(room_group(name))
     stored = await database_sync_to_async(_stored_room)(name)
     if stored is None and not members:
-        return _error(_not_found(name))
+        return _error(errors.room_not_found(name))
     activity, last_id = stored or (None, 0)
     newest = await _last_message(name)
     if newest is not None and newest[0] > last_id:
@@ -102,10 +102,6 @@ async def room(request: HttpRequest, name: str) -> HttpResponse:
             "last_id": last_id,
         }
     )
-
-
-def _not_found(name: str) -> ClientError:
-    return ClientError(errors.ROOM_NOT_FOUND, f"No room {name!r}: it has no messages or members.")
 
 
 @require_safe
@@ -124,7 +120,7 @@ async def messages(request: HttpRequest, name: str) -> HttpResponse:
             _stored_room
         )(name)
         if not exists:
-            return _error(_not_found(name))
+            return _error(errors.room_not_found(name))
     more = (
         bool(page.messages)
         and (page.truncated or len(page.messages) == limit)

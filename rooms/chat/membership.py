@@ -1,0 +1,245 @@
+"""One client's membership of one room, from its join to its leave.
+
+Joining runs, in order: the address's join budget, the handshake, the connection limits,
+the nickname claim, the room's channel-layer group, and the join notice, stamped with the
+room's last id. Leaving undoes in reverse each step that was begun, once, however the
+connection ends: a step that fails is logged and the others still run, and a cancellation
+is re-raised only once they all have. The store failing underneath (Redis unreachable)
+becomes SERVICE_UNAVAILABLE here, the one place that maps it.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Iterator
+from contextlib import contextmanager
+from functools import partial
+
+from django.conf import settings
+from django.db import DatabaseError
+
+from rooms.core import errors, logs, metrics, protocol
+from rooms.core.errors import ClientError
+from rooms.core.events import EVICT, evict, now_ms, room_event
+from rooms.core.groups import room_group
+from rooms.core.limits import address_key, connections, joins
+from rooms.core.protocol import Handshake
+from rooms.layers.fanout import FANOUT, Receiver
+from rooms.state import history
+from rooms.state.backends import get_presence, get_sequence, get_writer
+from rooms.state.clients import BACKEND_ERRORS
+from rooms.state.sequence import announce
+from rooms.state.storage import Pending
+
+logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def available(fatal: bool) -> Iterator[None]:
+    """Turn the store failing underneath into SERVICE_UNAVAILABLE: fatal for a join, not for
+    a message (it was not delivered; the session goes on)."""
+    try:
+        yield
+    except BACKEND_ERRORS as exc:
+        what = "join refused" if fatal else "message not delivered"
+        logger.warning("channel layer or presence unavailable: %s", what, exc_info=True)
+        raise errors.service_unavailable(fatal) from exc
+
+
+class Membership:
+    """What one client holds in one room, and how it joins, speaks and leaves.
+
+    It also owns the client's channel: room events go to `deliver`, messages sent to the
+    channel itself (rooms.core.events.evict) to `control`, both called by the layer where it
+    delivers by call (rooms.layers.fanout), else from a task reading the channel.
+    """
+
+    handshake: Handshake | None = None  # set once the handshake is valid
+    group: str | None = None
+    # What leave() has to undo, each set as its step of the join begins and cleared by it.
+    counted = False  # connection counts (rooms.core.limits.connections)
+    claimed = False  # the nickname, in presence
+    in_group = False  # the channel in the room's group
+    announced = False  # the join notice (and the room's state held by the sequence)
+
+    reader: asyncio.Task | None = None  # reads the channel, for layers without FANOUT
+
+    def __init__(self, layer, channel: str, client: list | tuple | None) -> None:
+        self.layer = layer
+        self.channel = channel
+        self.client = client
+        self.address = address_key(client)
+
+    @classmethod
+    async def open(
+        cls, layer, client: list | tuple | None, deliver: Receiver, control: Receiver
+    ) -> "Membership":
+        """A new channel on `layer` for a client, its messages handed to the two functions;
+        SERVICE_UNAVAILABLE if the layer cannot give one."""
+        with available(fatal=True):
+            channel = await layer.new_channel()
+        member = cls(layer, channel, client)
+        if FANOUT in getattr(layer, "extensions", ()):
+            layer.attach(channel, deliver, control)
+        else:
+            member.reader = asyncio.create_task(member._read(deliver, control))
+        return member
+
+    async def _read(self, deliver: Receiver, control: Receiver) -> None:
+        try:
+            while True:
+                message = await self.layer.receive(self.channel)
+                (control if message["type"] == EVICT else deliver)(message)
+        except BACKEND_ERRORS:
+            logger.warning("channel layer unavailable: closing", exc_info=True)
+            control(evict(errors.service_unavailable(fatal=True)))
+
+    async def close(self) -> None:
+        """Give the channel up (call after leave)."""
+        if self.reader is not None:
+            self.reader.cancel()  # a cancelled receive is how a layer forgets a channel
+            await asyncio.gather(self.reader, return_exceptions=True)
+            return
+        try:
+            await self.layer.detach(self.channel)
+        except BACKEND_ERRORS:
+            logger.warning("channel layer unavailable: channel not unsubscribed", exc_info=True)
+
+    async def join(self, room: str, query_string: bytes) -> Handshake:
+        """Take a place in the room, or raise the (fatal) ClientError that refuses it."""
+        # Every join costs its address a token, whether it succeeds or not.
+        joins.spend(
+            self.address, time.monotonic(), settings.ROOMS_JOIN_RATE, settings.ROOMS_JOIN_BURST
+        )
+        handshake = protocol.parse_handshake(room, query_string)
+        group = room_group(handshake.room)
+        connections.acquire(
+            group,
+            settings.ROOMS_MAX_CONNECTIONS,
+            settings.ROOMS_MAX_ROOM_CONNECTIONS,
+            self.address,
+            settings.ROOMS_MAX_CONNECTIONS_PER_IP,
+        )
+        self.handshake, self.group, self.counted = handshake, group, True
+        self.claimed = True  # before the claim: one cut short may still hold the name
+        try:
+            with available(fatal=True):
+                await get_presence().claim(handshake.room, group, handshake.nickname, self.channel)
+        except ClientError:
+            self.claimed = False  # another member's: nothing of ours to release
+            raise
+        self.in_group = True
+        with available(fatal=True):
+            await self.layer.group_add(group, self.channel)
+        return handshake
+
+    async def announce(self) -> None:
+        """Publish the join notice, stamped with this channel and the room's last id."""
+        room, nickname = self.handshake.room, self.handshake.nickname
+        self.announced = True
+        with available(fatal=True):
+            await get_sequence().publish_join(
+                self.layer,
+                self.group,
+                room,
+                self.channel,
+                room_event(**protocol.joined(room, nickname, now_ms())),
+            )
+        self.log("join", client=logs.address(self.client))
+
+    async def say(self, text: str) -> None:
+        """Publish a chat message to the room and have it written to history."""
+        room, nickname = self.handshake.room, self.handshake.nickname
+        with available(fatal=False):
+            if FANOUT in self.layer.extensions and self.layer.deaf:
+                raise ConnectionError("channel layer subscriptions are being restored")
+            if get_writer().full:  # history can keep no more: refuse, never accept and drop
+                metrics.history_refused()
+                raise errors.service_unavailable(fatal=False)
+            stamp = await get_sequence().publish(
+                self.layer, self.group, room, nickname, text, room_event()
+            )
+        get_writer().record(Pending(room, stamp.id, stamp.ts, nickname, text))
+        metrics.received()
+
+    async def members(self) -> list[str]:
+        """The room's nicknames, sorted."""
+        with available(fatal=False):
+            return await get_presence().members(self.group)
+
+    async def history(self, last_id: int, fmt: str) -> list[str]:
+        """What a joiner receives before live events, in its format: the welcome (JSON),
+        then what it asked to replay up to `last_id`; without it if history is unavailable."""
+        room, nickname = self.handshake.room, self.handshake.nickname
+        frames = []
+        try:
+            if fmt == protocol.JSON:
+                members = await get_presence().members(self.group)
+                frames.append(protocol.welcome(room, nickname, members, last_id, now_ms()))
+            replay = await history.replay(self.handshake, self.group, last_id)
+        except (*BACKEND_ERRORS, DatabaseError):
+            logger.warning("history unavailable: joined without it", exc_info=True)
+            return frames
+        if replay.gap is not None:
+            frames.append(protocol.gap(room, *replay.gap, fmt))
+        frames += [protocol.replayed(frame, fmt) for _, frame in replay.messages]
+        return frames
+
+    async def leave(self, code: int | None) -> None:
+        """Undo the join in reverse: leave notice, group, nickname claim, connection counts.
+
+        Runs on disconnect and again when the consumer stops (a handler raised, the task
+        was cancelled): each step is undone at most once, one that fails does not skip
+        the others, and a cancellation is re-raised once they have all run.
+        """
+        # Each flag is cleared before anything is awaited: a second call finds nothing to do.
+        steps: list[partial[Awaitable[None]]] = []
+        announced, self.announced = self.announced, False
+        if announced:
+            self.log("leave", code=code)
+            room, nickname = self.handshake.room, self.handshake.nickname
+            frames = protocol.left(room, nickname, now_ms())
+            steps.append(partial(announce, self.layer, self.group, frames))
+        if self.in_group:
+            self.in_group = False
+            steps.append(partial(self.layer.group_discard, self.group, self.channel))
+        if self.claimed:
+            self.claimed = False
+            handshake, release = self.handshake, get_presence().release
+            steps.append(
+                partial(release, handshake.room, self.group, handshake.nickname, self.channel)
+            )
+        counted, self.counted = self.counted, False
+        cancelled: asyncio.CancelledError | None = None
+        try:
+            for step in steps:
+                try:
+                    await step()
+                except asyncio.CancelledError as error:
+                    cancelled = error  # the other steps first
+                except BACKEND_ERRORS:
+                    name = step.func.__name__
+                    logger.warning("store unavailable: %s skipped on leaving", name, exc_info=True)
+                except Exception:
+                    logger.exception("leaving: %s failed", step.func.__name__)
+        finally:
+            if announced:
+                get_sequence().leave(self.group)
+            if counted:
+                connections.release(self.group, self.address)
+        if cancelled is not None:
+            raise cancelled
+
+    def log(self, event: str, **fields: object) -> None:
+        """One log line about this client; LOG_FORMAT=json keeps room and nickname as fields."""
+        handshake = self.handshake
+        room, nickname = (handshake.room, handshake.nickname) if handshake else ("", "")
+        details = "".join(f" {key}={value}" for key, value in fields.items())
+        logger.info(
+            "%s room=%r nickname=%r%s",
+            event,
+            room,
+            nickname,
+            details,
+            extra={"event": event, "room": room, "nickname": nickname, **fields},
+        )
