@@ -12,8 +12,14 @@ class RoomsConfig(AppConfig):
     name = "rooms"
 
     def ready(self) -> None:
+        from channels.layers import get_channel_layer
+
         from rooms.core import shutdown
         from rooms.state.backends import get_writer
+
+        # The channel layer checks its configuration and the library names it relies on
+        # (rooms.internals) as it is made: at start-up, not at the first connection.
+        get_channel_layer()
 
         async def write_history() -> None:
             """Write every accepted message still pending; say how many, or loudly not."""

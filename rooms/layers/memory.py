@@ -18,6 +18,7 @@ import time
 
 from channels.layers import InMemoryChannelLayer
 
+from rooms import internals
 from rooms.layers.fanout import FANOUT, Members, Receiver
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class FanoutInMemoryChannelLayer(InMemoryChannelLayer):
     deaf = False  # every member is in this process
 
     def __init__(self, **kwargs) -> None:
+        internals.require("channels")
         super().__init__(**kwargs)
         self.dropped = 0
         self.members = Members()

@@ -25,7 +25,9 @@ from channels_redis.pubsub import (
     RedisSingleShardConnection,
 )
 from channels_redis.utils import _wrap_close
+from django.core.exceptions import ImproperlyConfigured
 
+from rooms import internals
 from rooms.core.queues import SingleReaderQueue
 from rooms.layers.fanout import FANOUT, Members, Receiver
 
@@ -215,6 +217,18 @@ class ResilientRedisPubSubChannelLayer(RedisPubSubChannelLayer):
 
     extensions = ["groups", "flush", FANOUT]
     observer: Callable[[str, dict], None] | None = None
+
+    def __init__(self, *args, serializer_format: str = "msgpack", **kwargs) -> None:
+        internals.require("channels_redis")
+        # rooms.state.redis_sequence publishes room events itself, in this layer's format:
+        # plain msgpack. Encrypted or otherwise serialized, every member would drop them.
+        if serializer_format != "msgpack" or kwargs.get("symmetric_encryption_keys"):
+            raise ImproperlyConfigured(
+                "CHANNEL_LAYER=redis-pubsub publishes room events in channels-redis' msgpack"
+                " format itself: its serializer_format must stay msgpack, without"
+                " symmetric_encryption_keys."
+            )
+        super().__init__(*args, serializer_format=serializer_format, **kwargs)
 
     def deserialize(self, message: bytes | dict) -> dict:
         # Group messages arrive decoded already (ResubscribingShard._receive_message).

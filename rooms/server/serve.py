@@ -5,20 +5,23 @@
 It takes Daphne's command line unchanged and adds (docs/operations.md):
 
 - graceful shutdown on SIGTERM/SIGINT: stop listening, send every WebSocket client a
-  close frame 1001 with a reason, let consumers announce leaves, write the messages still
-  pending in rooms.state.history, and stop, all within SHUTDOWN_TIMEOUT. A second signal stops
-  at once. Plain Daphne stops its reactor and clients see 1006;
-- a bound on each client's unsent bytes (SEND_BUFFER_LIMIT): a client that stops reading
-  is closed with 4509 SLOW_CONSUMER instead of growing server memory without end;
-- TLS endpoints (`-e ssl:...`) that complete their handshakes (HTTPFactoryWithoutALPN);
+  close frame 1001 with a reason, let consumers announce leaves, run the app's shutdown
+  hooks (rooms.core.shutdown: pending history written), and stop, all within
+  SHUTDOWN_TIMEOUT. A second signal stops at once. Plain Daphne stops its reactor and
+  clients see 1006;
+- a bound on each client's unsent bytes (rooms.server.guard, SEND_BUFFER_LIMIT): a client
+  that stops reading is closed with 4509 SLOW_CONSUMER instead of growing server memory;
+- TLS endpoints (`-e ssl:...`) that complete their handshakes (rooms.server.patches);
 - room events framed once per message and written once per loop turn (rooms.server.frames);
 - handshakes parsed once, by autobahn (rooms.server.upgrades), and without its debug
-  formatting (only_when_debugging);
+  formatting (rooms.server.patches);
 - the garbage collector tuned for many long-lived connections (GC_THRESHOLDS);
 - a lighter input queue per connection (rooms.core.queues), and per-connection state kept
   small (rooms.server.connection);
 - Daphne's timeouts and limits taken from settings (PING_INTERVAL, PING_TIMEOUT,
-  HANDSHAKE_TIMEOUT, MAX_FRAME_BYTES); options given on the command line still win.
+  HANDSHAKE_TIMEOUT, MAX_FRAME_BYTES); options given on the command line still win;
+- a check, before anything starts, that the installed Daphne, autobahn and Twisted still
+  have every name all this relies on (rooms.internals).
 """
 
 # Daphne installs Twisted's asyncio reactor on import: it must come before Twisted.
@@ -32,28 +35,20 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
 from functools import partial
-from pprint import pformat
 
-import autobahn.twisted.websocket
-import autobahn.util
-import autobahn.websocket.protocol
-import txaio
 from autobahn.websocket.protocol import WebSocketProtocol as AutobahnProtocol
-from daphne.http_protocol import HTTPFactory
 from daphne.ws_protocol import WebSocketProtocol
 from django.conf import settings
-from twisted.internet import abstract, reactor
-from twisted.internet.interfaces import ILoggingContext, IProtocolFactory, IPushProducer
-from twisted.protocols.tls import TLSMemoryBIOProtocol
-from zope.interface import implementer, implementer_only
+from twisted.internet import reactor
 
+from rooms import internals
 from rooms.chat.extensions import WRITE_SOON
-from rooms.core import errors, logs, metrics, shutdown
+from rooms.core import errors, shutdown
 from rooms.core.queues import SingleReaderQueue
-from rooms.server import upgrades
+from rooms.server import patches, upgrades
 from rooms.server.connection import RoomsProtocol
+from rooms.server.guard import guard
 
 logger = logging.getLogger(__name__)
 
@@ -68,51 +63,6 @@ POLL_INTERVAL = 0.05  # seconds between checks while draining connections
 # cycles (RoomsProtocol.connectionLost, RoomsServer.protocol_disconnected): with
 # them, connection churn grew the server by hundreds of MB.
 GC_THRESHOLDS = (7_000, 10, 100)
-
-
-def only_when_debugging(format_value: Callable[[object], str]) -> Callable[[object], str]:
-    """`format_value` for autobahn's debug log lines only. autobahn formats their arguments
-    on every connection even when nothing logs at debug level: `pformat` of its whole
-    configuration and `hltype`, colouring method names (BENCHMARKS.md, "The connect path").
-    `pformat`'s other use, `Timings.__str__`, serves timing tracking, which Daphne
-    never turns on."""
-
-    def format_if_debugging(value: object) -> str:
-        debugging = txaio.get_global_log_level() in ("debug", "trace")
-        return format_value(value) if debugging else ""
-
-    return format_if_debugging
-
-
-@implementer(IPushProducer)
-class SendBufferGuard:
-    """The transport's producer: Twisted pauses it once more than `bufferSize` bytes wait
-    unsent, which here means the client has stopped keeping up and is closed."""
-
-    def __init__(self, server: "RoomsServer", protocol: WebSocketProtocol) -> None:
-        self.server = server
-        self.protocol = protocol
-
-    def pauseProducing(self) -> None:
-        # Called from inside transport.write(): close on the next reactor turn instead.
-        reactor.callLater(0, self.server.close_slow_consumer, self.protocol)
-
-    def resumeProducing(self) -> None:
-        pass
-
-    def stopProducing(self) -> None:
-        pass
-
-
-@implementer_only(IProtocolFactory, ILoggingContext)
-class HTTPFactoryWithoutALPN(HTTPFactory):
-    """Daphne's HTTP factory, offering no ALPN (not an IProtocolNegotiationFactory).
-
-    For a factory that offers it, Twisted 25.5 sets ALPN on the OpenSSL context shared by
-    every connection of an `ssl:` endpoint, once per connection; pyOpenSSL 26.2 and later
-    refuse to change a context already in use (twisted/twisted#12500), so every TLS
-    handshake failed. Without HTTP/2 (not installed), ALPN only offered http/1.1, which
-    clients assume without it."""
 
 
 class RoomsServer(Server):
@@ -134,14 +84,12 @@ class RoomsServer(Server):
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
-        autobahn.websocket.protocol.pformat = only_when_debugging(pformat)
-        for module in (autobahn.websocket.protocol, autobahn.twisted.websocket):
-            module.hltype = only_when_debugging(autobahn.util.hltype)
+        patches.quiet_autobahn()
         # Twisted's HTTP channel waits 60 s between bytes of a request head by default:
         # bound it like the WebSocket handshake, against slowloris clients.
         self.http_factory.timeOut = settings.ROOMS_HANDSHAKE_TIMEOUT
         self.http_factory.protocol = upgrades.channel
-        self.http_factory.__class__ = HTTPFactoryWithoutALPN  # before any TLS connection
+        self.http_factory.__class__ = patches.HTTPFactoryWithoutALPN  # before any TLS connection
         # On a protocol violation autobahn drops TCP by default, so clients only see 1006;
         # send the close frame with its code (1002, 1007, 1009) first.
         self.ws_factory.setProtocolOptions(failByDrop=False)
@@ -202,33 +150,8 @@ class RoomsServer(Server):
     def protocol_connected(self, protocol) -> None:
         super().protocol_connected(protocol)
         limit = settings.ROOMS_SEND_BUFFER_LIMIT
-        transport = getattr(protocol, "transport", None)
-        if not limit or not isinstance(protocol, WebSocketProtocol):
-            return
-        # With TLS (an ssl: endpoint) the unsent bytes wait, encrypted, in the socket under
-        # the TLS layer: the guard goes on that socket.
-        socket = transport.transport if isinstance(transport, TLSMemoryBIOProtocol) else transport
-        if isinstance(socket, abstract.FileDescriptor):  # TCP or UNIX
-            # The HTTP channel that handed the socket over is its producer until now.
-            transport.unregisterProducer()
-            socket.bufferSize = limit
-            socket.registerProducer(SendBufferGuard(self, protocol), True)
-
-    def close_slow_consumer(self, protocol: WebSocketProtocol) -> None:
-        """Close a client over its send buffer limit; dropped 1 s later if it reads nothing."""
-        if protocol.state != AutobahnProtocol.STATE_OPEN:
-            return
-        metrics.error(errors.SLOW_CONSUMER)
-        client = logs.address(protocol.client_addr)
-        logger.warning(
-            "slow consumer %s: over %d unsent bytes, closing",
-            client,
-            settings.ROOMS_SEND_BUFFER_LIMIT,
-            extra={"event": "slow_consumer", "client": client},
-        )
-        # The close frame queues behind the unsent data; autobahn aborts the TCP connection
-        # if no close reply arrives within its close handshake timeout (1 s).
-        protocol.sendClose(code=errors.WS_4509_SLOW_CONSUMER, reason=errors.SLOW_CONSUMER)
+        if limit and isinstance(protocol, WebSocketProtocol):
+            guard(protocol, limit)
 
     def on_signal(self, signum: int) -> None:
         if self.stopping:
@@ -301,8 +224,10 @@ def settings_arguments() -> list[str]:
 
 
 def main(argv: list[str]) -> None:
-    """Serve like `daphne`, with the additions above."""
+    """Serve like `daphne`, with the additions above; refuse to start on library versions
+    that lack what they rely on."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
+    internals.require("daphne", "autobahn", "twisted")
     RoomsCommandLine().run(settings_arguments() + argv)
 
 
