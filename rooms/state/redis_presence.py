@@ -35,95 +35,19 @@ from channels.layers import get_channel_layer
 from rooms.core import errors, names, protocol
 from rooms.core.events import evict, now_ms
 from rooms.core.groups import room_group
-from rooms.state import clients
+from rooms.state import clients, lua
 from rooms.state.presence import sorted_nicknames
 from rooms.state.sequence import announce
 
 logger = logging.getLogger(__name__)
 
 
-_CLAIM = """
--- KEYS: 1 members hash, 2 this process's groups, 3 active rooms
--- ARGV: 1 nickname key, 2 member entry, 3 group, 4 room name
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then
-  return 0
-end
-redis.call('SADD', KEYS[2], ARGV[3])
-redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
-return 1
-"""
-
-_RELEASE = """
--- KEYS: 1 members hash, 2 active rooms; ARGV: 1 nickname key, 2 member entry, 3 group
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-end
-if redis.call('HLEN', KEYS[1]) == 0 then
-  redis.call('HDEL', KEYS[2], ARGV[3])
-end
-"""
-
-_RESTORE = """
--- KEYS: 1 members hash, 2 this process's groups, 3 active rooms
--- ARGV: 1 nickname key, 2 member entry, 3 group, 4 room name, 5 claimed at (ms),
---       6 '1': take the name from a later claim
--- Returns {1, the entry it was taken from or ''} when the name is this entry's again,
--- {2, ''} when it still was, {0, the holder's entry} when another claim keeps it.
-local held = redis.call('HGET', KEYS[1], ARGV[1])
-if held and held ~= ARGV[2] then
-  local since = cjson.decode(held).t or 0
-  if ARGV[6] ~= '1' or since <= tonumber(ARGV[5]) then
-    return {0, held}
-  end
-end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('SADD', KEYS[2], ARGV[3])
-redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
-if held == ARGV[2] then
-  return {2, ''}
-end
-return {1, held or ''}
-"""
-
-_HEARTBEAT = """
--- KEYS: 1 process deadlines, 2 epoch; ARGV: 1 process id, 2 ttl in ms, 3 a new epoch
--- Renews this process's deadline; returns whether it was missing, the epoch (set anew
--- if Redis lost it), and the processes whose deadline has passed.
-local now = redis.call('TIME')
-local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local missing = redis.call('ZADD', KEYS[1], ms + tonumber(ARGV[2]), ARGV[1])
-local epoch = redis.call('GET', KEYS[2])
-if not epoch then
-  epoch = ARGV[3]
-  redis.call('SET', KEYS[2], epoch)
-end
-return {missing, epoch, redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ms)}
-"""
-
-_REAP = """
--- KEYS: 1 process deadlines, 2 the dead process's groups, 3 active rooms
--- ARGV: 1 the dead process id, 2 members hash key prefix
--- Only the first reaper of a process gets its members back (ZREM returns 1 once).
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 and ARGV[3] ~= 'self' then
-  return {}
-end
-local gone = {}
-for _, group in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  local key = ARGV[2] .. group
-  local fields = redis.call('HGETALL', key)
-  for i = 1, #fields, 2 do
-    if cjson.decode(fields[i + 1]).p == ARGV[1] then
-      redis.call('HDEL', key, fields[i])
-      table.insert(gone, fields[i + 1])
-    end
-  end
-  if redis.call('HLEN', key) == 0 then
-    redis.call('HDEL', KEYS[3], group)
-  end
-end
-redis.call('DEL', KEYS[2])
-return gone
-"""
+# rooms/state/lua/*.lua
+_CLAIM = lua.script("claim")
+_RELEASE = lua.script("release")
+_RESTORE = lua.script("restore")
+_HEARTBEAT = lua.script("heartbeat")
+_REAP = lua.script("reap")
 
 
 class Claim(NamedTuple):

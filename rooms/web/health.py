@@ -3,17 +3,16 @@
 import asyncio
 import logging
 
-import redis.asyncio as redis
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
-from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 
 from rooms.core import metrics
 from rooms.core.limits import connections
-from rooms.state.backends import get_writer
+from rooms.state import clients
+from rooms.state.backends import get_writer, in_redis
 
 logger = logging.getLogger(__name__)
 
@@ -27,12 +26,9 @@ async def healthz(request: HttpRequest) -> JsonResponse:
 
 
 async def _channel_layer() -> None:
-    if settings.REDIS_URL:
-        client = redis.from_url(settings.REDIS_URL, socket_timeout=CHECK_TIMEOUT)
-        try:
-            await client.ping()
-        finally:
-            await client.aclose()
+    # Through the clients room state uses: readiness is theirs answering.
+    if in_redis():
+        await clients.connect().ping()
 
 
 def _database() -> None:
