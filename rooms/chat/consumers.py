@@ -16,7 +16,7 @@ from django.conf import settings
 from rooms.chat.extensions import WRITE_SOON
 from rooms.chat.feed import Feed
 from rooms.chat.idle import IdleTimer
-from rooms.chat.membership import Membership, available
+from rooms.chat.membership import REFUSE_JOIN, Membership
 from rooms.chat.outbox import Outbox
 from rooms.core import errors, logs, metrics, protocol
 from rooms.core.errors import ClientError
@@ -104,7 +104,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # id; the feed keeps those after it until then.
         try:
             await self.member.announce()
-            with available(fatal=True):
+            with REFUSE_JOIN:
                 join = await asyncio.wait_for(self.feed.own_join, JOIN_TIMEOUT)
         except ClientError as error:
             await self.fail(error)
@@ -114,8 +114,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if not self.closing:
             self.feed.go_live()
         if settings.ROOMS_IDLE_TIMEOUT:
-            timeout = settings.ROOMS_IDLE_TIMEOUT
-            self.idle = IdleTimer(timeout, lambda: self.close_for(errors.idle_timeout(timeout)))
+            self.idle = IdleTimer(settings.ROOMS_IDLE_TIMEOUT, self.idled)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not self.joined or self.closing:
@@ -151,6 +150,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """A message to this member alone: rooms.core.events.evict closes it with its error."""
         if message["type"] == EVICT:
             self.close_for(ClientError(message["code"], message["message"], message["close"]))
+
+    def idled(self) -> None:
+        """The client sent no valid message or command for IDLE_TIMEOUT seconds."""
+        self.close_for(errors.idle_timeout(settings.ROOMS_IDLE_TIMEOUT))
 
     def close_for(self, error: ClientError) -> None:
         """Close the client with `error`, from outside its task (a timer, the layer)."""

@@ -11,8 +11,7 @@ becomes SERVICE_UNAVAILABLE here, the one place that maps it.
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable
 from functools import partial
 
 from django.conf import settings
@@ -34,16 +33,28 @@ from rooms.state.storage import Pending
 logger = logging.getLogger(__name__)
 
 
-@contextmanager
-def available(fatal: bool) -> Iterator[None]:
-    """Turn the store failing underneath into SERVICE_UNAVAILABLE: fatal for a join, not for
-    a message (it was not delivered; the session goes on)."""
-    try:
-        yield
-    except BACKEND_ERRORS as exc:
-        what = "join refused" if fatal else "message not delivered"
-        logger.warning("channel layer or presence unavailable: %s", what, exc_info=True)
-        raise errors.service_unavailable(fatal) from exc
+class StoreErrors:
+    """A context manager turning the store failing underneath (Redis unreachable) into
+    SERVICE_UNAVAILABLE: fatal for a join, not for a message (it was not delivered; the
+    session goes on). Two instances serve every use (REFUSE_JOIN, REFUSE_MESSAGE)."""
+
+    __slots__ = ("fatal",)
+
+    def __init__(self, fatal: bool) -> None:
+        self.fatal = fatal
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type | None, error: BaseException | None, traceback) -> bool:
+        if kind is not None and issubclass(kind, BACKEND_ERRORS):
+            what = "join refused" if self.fatal else "message not delivered"
+            logger.warning("channel layer or presence unavailable: %s", what, exc_info=error)
+            raise errors.service_unavailable(self.fatal) from error
+        return False
+
+
+REFUSE_JOIN, REFUSE_MESSAGE = StoreErrors(fatal=True), StoreErrors(fatal=False)
 
 
 class Membership:
@@ -54,21 +65,25 @@ class Membership:
     delivers by call (rooms.layers.fanout), else from a task reading the channel.
     """
 
-    handshake: Handshake | None = None  # set once the handshake is valid
-    group: str | None = None
-    # What leave() has to undo, each set as its step of the join begins and cleared by it.
-    counted = False  # connection counts (rooms.core.limits.connections)
-    claimed = False  # the nickname, in presence
-    in_group = False  # the channel in the room's group
-    announced = False  # the join notice (and the room's state held by the sequence)
-
-    reader: asyncio.Task | None = None  # reads the channel, for layers without FANOUT
+    # Slots: one of these lives as long as each connection (BENCHMARKS.md, "Memory per
+    # connection").
+    __slots__ = (
+        "layer", "channel", "client", "address", "handshake", "group", "reader",
+        "counted", "claimed", "in_group", "announced",
+    )  # fmt: skip
 
     def __init__(self, layer, channel: str, client: list | tuple | None) -> None:
         self.layer = layer
         self.channel = channel
         self.client = client
         self.address = address_key(client)
+        self.handshake: Handshake | None = None  # set once the handshake is valid
+        self.group: str | None = None
+        self.reader: asyncio.Task | None = None  # reads the channel, for layers without FANOUT
+        # What leave() undoes, each set as its step of the join begins and cleared by it: the
+        # connection counts, the nickname in presence, the channel in the room's group, the
+        # join notice (and the room's state the sequence holds for it).
+        self.counted = self.claimed = self.in_group = self.announced = False
 
     @classmethod
     async def open(
@@ -76,7 +91,7 @@ class Membership:
     ) -> "Membership":
         """A new channel on `layer` for a client, its messages handed to the two functions;
         SERVICE_UNAVAILABLE if the layer cannot give one."""
-        with available(fatal=True):
+        with REFUSE_JOIN:
             channel = await layer.new_channel()
         member = cls(layer, channel, client)
         if FANOUT in getattr(layer, "extensions", ()):
@@ -123,13 +138,13 @@ class Membership:
         self.handshake, self.group, self.counted = handshake, group, True
         self.claimed = True  # before the claim: one cut short may still hold the name
         try:
-            with available(fatal=True):
+            with REFUSE_JOIN:
                 await get_presence().claim(handshake.room, group, handshake.nickname, self.channel)
         except ClientError:
             self.claimed = False  # another member's: nothing of ours to release
             raise
         self.in_group = True
-        with available(fatal=True):
+        with REFUSE_JOIN:
             await self.layer.group_add(group, self.channel)
         return handshake
 
@@ -137,7 +152,7 @@ class Membership:
         """Publish the join notice, stamped with this channel and the room's last id."""
         room, nickname = self.handshake.room, self.handshake.nickname
         self.announced = True
-        with available(fatal=True):
+        with REFUSE_JOIN:
             await get_sequence().publish_join(
                 self.layer,
                 self.group,
@@ -150,7 +165,7 @@ class Membership:
     async def say(self, text: str) -> None:
         """Publish a chat message to the room and have it written to history."""
         room, nickname = self.handshake.room, self.handshake.nickname
-        with available(fatal=False):
+        with REFUSE_MESSAGE:
             if FANOUT in self.layer.extensions and self.layer.deaf:
                 raise ConnectionError("channel layer subscriptions are being restored")
             if get_writer().full:  # history can keep no more: refuse, never accept and drop
@@ -164,7 +179,7 @@ class Membership:
 
     async def members(self) -> list[str]:
         """The room's nicknames, sorted."""
-        with available(fatal=False):
+        with REFUSE_MESSAGE:
             return await get_presence().members(self.group)
 
     async def history(self, last_id: int, fmt: str) -> list[str]:
