@@ -351,3 +351,16 @@ def test_backlog_highest_matches_a_scan_of_what_is_pending(operations):
             assert backlog.highest(room) == max((p.id for p in model if p.room == room), default=0)
         assert len(backlog) == len(model)
         assert backlog.text_bytes == sum(sys.getsizeof(p.text) for p in model)
+
+
+async def test_closing_stops_the_writer_even_as_it_wakes_to_write():
+    # A batch due (record() set the event) and close() at once: a cancellation landing as
+    # the task woke was lost in asyncio.wait_for, the task ran on, and every shutdown after
+    # such a moment spent all of SHUTDOWN_TIMEOUT waiting for it.
+    for n in range(20):
+        writer = HistoryWriter(60, 1)
+        writer.record(Pending("Room1", n + 1, 1_700_000_000_000, "Nick", "hi"))
+        await asyncio.sleep(0)  # the task starts and finds the batch due
+        await asyncio.wait_for(writer.close(), 5)
+        assert writer.pending == 0
+    assert await asyncio.to_thread(lambda: Message.objects.count()) == 20

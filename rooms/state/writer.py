@@ -92,6 +92,7 @@ class HistoryWriter:
         self._backlog = Backlog()
         self._task: asyncio.Task | None = None
         self._due = asyncio.Event()
+        self._closing = False
         self._lock = asyncio.Lock()
         self._refusing = False  # `full` was seen true, and not seen false since
 
@@ -136,12 +137,14 @@ class HistoryWriter:
 
     async def _run(self) -> None:
         failing_since = logged = 0.0
-        while True:
+        while not self._closing:
             try:
                 await asyncio.wait_for(self._due.wait(), self._interval)
             except TimeoutError:
                 pass
             self._due.clear()
+            if self._closing:
+                return
             try:
                 await self.flush()
             except Exception:
@@ -189,10 +192,12 @@ class HistoryWriter:
     async def close(self) -> None:
         """Stop the background task and write what is pending (call on shutdown)."""
         if self._task is not None:
-            # A write in progress finishes first: cancelling it would not stop its thread.
-            async with self._lock:
-                self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            # The task is told to stop, not cancelled: a write in progress finishes first
+            # (cancelling would not stop its thread), and a cancellation landing as the task
+            # wakes up can be lost in asyncio.wait_for, leaving it running.
+            self._closing = True
+            self._due.set()
+            await self._task
             self._task = None
         await self.flush()
 
