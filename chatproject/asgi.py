@@ -10,6 +10,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from rooms.access.identity import IdentityMiddleware  # noqa: E402
 from rooms.routing import websocket_urlpatterns  # noqa: E402
 from rooms.web.origin import allowed_hosts_origin_validator  # noqa: E402
 
@@ -29,7 +30,9 @@ application = configured_root_path(
     ProtocolTypeRouter(
         {
             "http": django_asgi_app,
-            "websocket": allowed_hosts_origin_validator(URLRouter(websocket_urlpatterns)),
+            "websocket": allowed_hosts_origin_validator(
+                IdentityMiddleware(URLRouter(websocket_urlpatterns))
+            ),
         }
     )
 )

@@ -214,6 +214,16 @@ CHANNEL_LAYERS = {"default": _LAYERS[CHANNEL_LAYER]}
 # Chat limits (docs/protocol.md).
 ROOMS_MAX_MESSAGE_LENGTH = env("MAX_MESSAGE_LENGTH", 4096, int)
 
+# Identity and authority (docs/protocol.md, "Identity"): who may join, under which name.
+ROOMS_ALLOW_ANONYMOUS = env("ALLOW_ANONYMOUS", True, boolean)  # joins without a user
+ROOMS_TOKEN_TTL = env("TOKEN_TTL", 900, int)  # seconds a token from issue_token lasts
+ROOMS_MAX_CONNECTIONS_PER_USER = env("MAX_CONNECTIONS_PER_USER", 10, int)  # 0: no limit
+ROOMS_DISPLAY_NAME = env("DISPLAY_NAME", "")  # dotted path: callable(user) -> str
+ROOMS_CAN_JOIN = env("CAN_JOIN", "")  # dotted path: can_join(user, room) -> bool, or async
+ROOMS_ACCESS_REFRESH = env("ACCESS_REFRESH", 30.0, float)  # seconds between snapshot reads
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = LOGOUT_REDIRECT_URL = "index"
+
 # Room state (docs/protocol.md, docs/api.md): presence, history, persistence, retention.
 ROOMS_PRESENCE_TTL = env("PRESENCE_TTL", 15.0, float)  # seconds a dead process's members last
 ROOMS_HISTORY_ON_JOIN = env("HISTORY_ON_JOIN", 50, int)  # messages a JSON joiner receives

@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 
 from rooms.core.groups import room_group
 from rooms.models import Message, Room
@@ -11,11 +12,19 @@ from rooms.state.backends import get_sequence
 
 @admin.register(Room)
 class RoomAdmin(admin.ModelAdmin):
-    """Rooms are created by their first message; their counters are not edited by hand."""
+    """Rooms are created by their first message, or here to give them rules: private, with
+    members and member groups, with moderators. Their counters are not edited by hand."""
 
-    list_display = ["name", "last_activity", "last_id", "pruned_through"]
+    list_display = ["name", "private", "last_activity", "last_id", "pruned_through"]
+    list_filter = ["private"]
     search_fields = ["name"]
     readonly_fields = ["last_id", "pruned_through"]
+    filter_horizontal = ["members", "member_groups", "moderators"]
+    fields = ["name", "private", "members", "member_groups", "moderators", "last_activity"]
+    fields += readonly_fields
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict:
+        return {"last_activity": timezone.now()}
 
 
 @admin.register(Message)

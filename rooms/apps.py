@@ -14,8 +14,11 @@ class RoomsConfig(AppConfig):
     def ready(self) -> None:
         from channels.layers import get_channel_layer
 
+        from rooms.access import signals
         from rooms.core import shutdown
         from rooms.state.backends import get_writer
+
+        signals.connect()
 
         # The channel layer checks its configuration and the library names it relies on
         # (rooms.internals) as it is made: at start-up, not at the first connection.

@@ -14,8 +14,9 @@ import pytest
 import redis
 from channels.layers import get_channel_layer
 
+from rooms.access.directory import get_directory
 from rooms.state import clients
-from rooms.state.backends import get_presence, get_sequence, get_writer
+from rooms.state.backends import get_presence, get_sequence, get_users, get_writer
 from tests.cluster import Cluster
 from tests.hosts import HostsWarning, Network
 from tests.redis_server import RedisServer
@@ -37,13 +38,15 @@ async def fresh_channel_layer():
 async def fresh_room_state(transactional_db) -> AsyncIterator[None]:
     """Each test starts with no members, ids or recent messages in this process, and
     writes what it left pending; in-process consumers read and write the test database."""
-    getters = (get_writer, get_presence, get_sequence)
+    getters = (get_writer, get_presence, get_sequence, get_users)
     for getter in getters:
         getter.cache_clear()
     yield
     for getter in getters:
         await getter().close()
         getter.cache_clear()
+    get_directory().close()
+    get_directory.cache_clear()
     await clients.close()
 
 

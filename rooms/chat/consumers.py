@@ -13,6 +13,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from rooms.access.identity import ANONYMOUS, AUTH_ERROR
 from rooms.chat.extensions import WRITE_SOON
 from rooms.chat.feed import Feed
 from rooms.chat.idle import IdleTimer
@@ -91,8 +92,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         room = self.scope["url_route"]["kwargs"]["room_name"]
+        user, refused = self.scope.get("user", ANONYMOUS), self.scope.get(AUTH_ERROR)
         try:
-            await self.member.join(room, self.scope["query_string"])
+            await self.member.join(room, self.scope["query_string"], user, refused)
         except ClientError as error:
             await self.refuse(error)
             return

@@ -17,6 +17,10 @@ from functools import partial
 from django.conf import settings
 from django.db import DatabaseError
 
+from rooms.access import rules
+from rooms.access.directory import display_name
+from rooms.access.identity import ANONYMOUS
+from rooms.access.rules import ANONYMOUS_RIGHTS, Rights
 from rooms.core import errors, logs, metrics, protocol
 from rooms.core.errors import ClientError
 from rooms.core.events import EVICT, evict, now_ms, room_event
@@ -25,7 +29,7 @@ from rooms.core.limits import address_key, connections, joins
 from rooms.core.protocol import Handshake
 from rooms.layers.fanout import FANOUT, Receiver
 from rooms.state import history
-from rooms.state.backends import get_presence, get_sequence, get_writer
+from rooms.state.backends import get_presence, get_sequence, get_users, get_writer
 from rooms.state.clients import BACKEND_ERRORS
 from rooms.state.sequence import announce
 from rooms.state.storage import Pending
@@ -34,9 +38,10 @@ logger = logging.getLogger(__name__)
 
 
 class StoreErrors:
-    """A context manager turning the store failing underneath (Redis unreachable) into
-    SERVICE_UNAVAILABLE: fatal for a join, not for a message (it was not delivered; the
-    session goes on). Two instances serve every use (REFUSE_JOIN, REFUSE_MESSAGE)."""
+    """A context manager turning the stores failing underneath (Redis unreachable, the
+    database down) into SERVICE_UNAVAILABLE: fatal for a join, not for a message (it was not
+    delivered; the session goes on). Two instances serve every use (REFUSE_JOIN,
+    REFUSE_MESSAGE)."""
 
     __slots__ = ("fatal",)
 
@@ -47,7 +52,7 @@ class StoreErrors:
         return None
 
     def __exit__(self, kind: type | None, error: BaseException | None, traceback) -> bool:
-        if kind is not None and issubclass(kind, BACKEND_ERRORS):
+        if kind is not None and issubclass(kind, STORE_ERRORS):
             what = "join refused" if self.fatal else "message not delivered"
             logger.warning("channel layer or presence unavailable: %s", what, exc_info=error)
             raise errors.service_unavailable(self.fatal) from error
@@ -55,6 +60,7 @@ class StoreErrors:
 
 
 REFUSE_JOIN, REFUSE_MESSAGE = StoreErrors(fatal=True), StoreErrors(fatal=False)
+STORE_ERRORS = (*BACKEND_ERRORS, DatabaseError)
 
 
 class Membership:
@@ -69,7 +75,7 @@ class Membership:
     # connection").
     __slots__ = (
         "layer", "channel", "client", "address", "handshake", "group", "reader",
-        "counted", "claimed", "in_group", "announced",
+        "rights", "counted", "user_counted", "claimed", "in_group", "announced",
     )  # fmt: skip
 
     def __init__(self, layer, channel: str, client: list | tuple | None) -> None:
@@ -84,6 +90,8 @@ class Membership:
         # connection counts, the nickname in presence, the channel in the room's group, the
         # join notice (and the room's state the sequence holds for it).
         self.counted = self.claimed = self.in_group = self.announced = False
+        self.user_counted = False  # the signed-in user's connections (rooms.state.users)
+        self.rights: Rights = ANONYMOUS_RIGHTS  # what it may do there (rooms.access.rules)
 
     @classmethod
     async def open(
@@ -120,13 +128,19 @@ class Membership:
         except BACKEND_ERRORS:
             logger.warning("channel layer unavailable: channel not unsubscribed", exc_info=True)
 
-    async def join(self, room: str, query_string: bytes) -> Handshake:
-        """Take a place in the room, or raise the (fatal) ClientError that refuses it."""
+    async def join(self, room: str, query_string: bytes, user=ANONYMOUS, refused=None) -> Handshake:
+        """Take a place in the room as `user` (rooms.access.identity; `refused`: the error its
+        credentials got), or raise the (fatal) ClientError that refuses it."""
         # Every join costs its address a token, whether it succeeds or not.
         joins.spend(
             self.address, time.monotonic(), settings.ROOMS_JOIN_RATE, settings.ROOMS_JOIN_BURST
         )
-        handshake = protocol.parse_handshake(room, query_string)
+        if refused is not None:
+            raise refused
+        signed_in = display_name(user) if user.is_authenticated else None
+        handshake = protocol.parse_handshake(room, query_string, signed_in)
+        with REFUSE_JOIN:
+            self.rights = await rules.admit(user, handshake)
         group = room_group(handshake.room)
         connections.acquire(
             group,
@@ -136,6 +150,11 @@ class Membership:
             settings.ROOMS_MAX_CONNECTIONS_PER_IP,
         )
         self.handshake, self.group, self.counted = handshake, group, True
+        user_id, limit = self.rights.user_id, settings.ROOMS_MAX_CONNECTIONS_PER_USER
+        if user_id is not None and limit:
+            self.user_counted = True  # before the count: one cut short may still hold it
+            with REFUSE_JOIN:
+                await get_users().acquire(user_id, self.channel, limit)
         self.claimed = True  # before the claim: one cut short may still hold the name
         try:
             with REFUSE_JOIN:
@@ -165,6 +184,8 @@ class Membership:
     async def say(self, text: str) -> None:
         """Publish a chat message to the room and have it written to history."""
         room, nickname = self.handshake.room, self.handshake.nickname
+        if self.rights.muted_until > time.time():
+            raise errors.muted(rules.when(self.rights.muted_until))
         with REFUSE_MESSAGE:
             if FANOUT in self.layer.extensions and self.layer.deaf:
                 raise ConnectionError("channel layer subscriptions are being restored")
@@ -190,7 +211,10 @@ class Membership:
         try:
             if fmt == protocol.JSON:
                 members = await get_presence().members(self.group)
-                frames.append(protocol.welcome(room, nickname, members, last_id, now_ms()))
+                welcome = protocol.welcome(
+                    room, nickname, members, last_id, now_ms(), self.rights.moderator
+                )
+                frames.append(welcome)
             replay = await history.replay(self.handshake, self.group, last_id)
         except (*BACKEND_ERRORS, DatabaseError):
             logger.warning("history unavailable: joined without it", exc_info=True)
@@ -224,6 +248,9 @@ class Membership:
             steps.append(
                 partial(release, handshake.room, self.group, handshake.nickname, self.channel)
             )
+        if self.user_counted:
+            self.user_counted = False
+            steps.append(partial(get_users().release, self.rights.user_id, self.channel))
         counted, self.counted = self.counted, False
         cancelled: asyncio.CancelledError | None = None
         try:

@@ -5,6 +5,8 @@ WS_1000_NORMAL = 1000  # the client or server ended the session normally
 WS_1001_GOING_AWAY = 1001  # the server is shutting down
 WS_1011_INTERNAL_ERROR = 1011  # the server hit an unexpected error (Daphne closes with it)
 WS_4400_BAD_REQUEST = 4400  # the handshake asked for something invalid (nickname, room, format)
+WS_4401_UNAUTHORIZED = 4401  # no valid credentials: a token invalid or expired, or none
+WS_4403_FORBIDDEN = 4403  # not allowed: a private room, a ban, a kick, another's name
 WS_4404_NOT_FOUND = 4404  # no WebSocket endpoint at that path
 WS_4408_IDLE_TIMEOUT = 4408  # no valid message or command from the client for IDLE_TIMEOUT s
 WS_4409_NICKNAME_TAKEN = 4409  # the nickname is held by another member of the room
@@ -48,6 +50,15 @@ SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 SLOW_CONSUMER = "SLOW_CONSUMER"
 TOO_MANY_CONNECTIONS = "TOO_MANY_CONNECTIONS"
 JOIN_RATE_LIMITED = "JOIN_RATE_LIMITED"
+TOKEN_INVALID = "TOKEN_INVALID"  # a token that is forged, expired or revoked
+AUTH_REQUIRED = "AUTH_REQUIRED"  # anonymous joins are off (ALLOW_ANONYMOUS=0)
+NICKNAME_RESERVED = "NICKNAME_RESERVED"  # a registered user's name, asked for anonymously
+NICKNAME_NOT_YOURS = "NICKNAME_NOT_YOURS"  # a signed-in user asked for another name
+ROOM_FORBIDDEN = "ROOM_FORBIDDEN"  # a private room, or the project's can_join said no
+BANNED = "BANNED"  # banned from the room until a time
+KICKED = "KICKED"  # a moderator closed this member's connection
+MUTED = "MUTED"  # muted in the room until a time: messages refused
+FORBIDDEN = "FORBIDDEN"  # a moderator's command from someone who is not one
 
 
 def rate_limited(rate: float) -> ClientError:
@@ -132,3 +143,69 @@ def join_rate_limited(rate: float) -> ClientError:
 def room_not_found(name: str) -> ClientError:
     """HTTP API: no room of that name has messages or members."""
     return ClientError(ROOM_NOT_FOUND, f"No room {name!r}: it has no messages or members.")
+
+
+def token_invalid(message: str) -> ClientError:
+    """Fatal: the token is forged, expired or revoked."""
+    return ClientError(TOKEN_INVALID, message, WS_4401_UNAUTHORIZED)
+
+
+def auth_required() -> ClientError:
+    """Fatal: this server admits signed-in users only (ALLOW_ANONYMOUS=0)."""
+    return ClientError(
+        AUTH_REQUIRED, "Sign in, or connect with ?token=, to join.", WS_4401_UNAUTHORIZED
+    )
+
+
+def nickname_reserved(nickname: str) -> ClientError:
+    """Fatal: an anonymous client asked for a registered user's name."""
+    return ClientError(
+        NICKNAME_RESERVED,
+        f"The nickname {nickname!r} belongs to a registered user; choose another.",
+        WS_4409_NICKNAME_TAKEN,
+    )
+
+
+def nickname_not_yours(username: str) -> ClientError:
+    """Fatal: a signed-in user asked to join under another name."""
+    return ClientError(
+        NICKNAME_NOT_YOURS,
+        f"You are signed in as {username!r} and join under that name.",
+        WS_4403_FORBIDDEN,
+    )
+
+
+def room_forbidden() -> ClientError:
+    """Fatal: the room is private (or the project's can_join refused), and this client may
+    not join it."""
+    return ClientError(ROOM_FORBIDDEN, "This room is private.", WS_4403_FORBIDDEN)
+
+
+def banned(until: str) -> ClientError:
+    """Fatal: banned from this room until `until` (ISO 8601, UTC)."""
+    return ClientError(BANNED, f"You are banned from this room until {until}.", WS_4403_FORBIDDEN)
+
+
+def kicked(reason: str) -> ClientError:
+    """Fatal: a moderator removed this member from the room."""
+    why = f": {reason}" if reason else "."
+    return ClientError(KICKED, f"A moderator removed you from this room{why}", WS_4403_FORBIDDEN)
+
+
+def muted(until: str) -> ClientError:
+    """Not fatal: the member is muted in this room until `until`; the message was refused."""
+    return ClientError(MUTED, f"You are muted in this room until {until}.")
+
+
+def forbidden(what: str) -> ClientError:
+    """Not fatal: a moderator's command from someone who is not one."""
+    return ClientError(FORBIDDEN, f"Only moderators may {what}.")
+
+
+def too_many_user_connections(limit: int) -> ClientError:
+    """Fatal: the signed-in user holds MAX_CONNECTIONS_PER_USER connections."""
+    return ClientError(
+        TOO_MANY_CONNECTIONS,
+        f"Too many connections for your account (at most {limit}); close one first.",
+        WS_4429_RATE_LIMITED,
+    )

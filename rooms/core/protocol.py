@@ -14,7 +14,7 @@ import orjson
 
 from rooms.core import errors
 from rooms.core.errors import ClientError
-from rooms.core.names import code_point, parse_nickname, parse_room
+from rooms.core.names import code_point, nickname_key, parse_nickname, parse_room
 
 TEXT = "text"
 JSON = "json"
@@ -56,8 +56,10 @@ def requested_format(query_string: bytes) -> str:
     return fmt if fmt in FORMATS else TEXT
 
 
-def parse_handshake(room: str, query_string: bytes) -> Handshake:
-    """Turn the URL's room and query string into a Handshake, or raise ClientError."""
+def parse_handshake(room: str, query_string: bytes, signed_in: str | None = None) -> Handshake:
+    """Turn the URL's room and query string into a Handshake, or raise ClientError. A
+    signed-in user (`signed_in`: the name they join under) may leave ?nickname= out; if it
+    is there, it must be that name."""
     query = parse_qs(query_string.decode("latin-1"), keep_blank_values=True)
     fmt = query.get("format", [TEXT])[0]
     if fmt not in FORMATS:
@@ -67,7 +69,13 @@ def parse_handshake(room: str, query_string: bytes) -> Handshake:
             errors.WS_4400_BAD_REQUEST,
         )
     room = parse_room(room)
-    nickname = parse_nickname(query.get("nickname", [None])[0])
+    asked = query.get("nickname", [None])[0]
+    if signed_in is None:
+        nickname = parse_nickname(asked)
+    else:
+        nickname = parse_nickname(signed_in)
+        if asked is not None and nickname_key(asked.strip()) != nickname_key(nickname):
+            raise errors.nickname_not_yours(nickname)
     history = _count(query, "history", errors.HISTORY_INVALID)
     since = _count(query, "since", errors.SINCE_INVALID)
     return Handshake(room=room, nickname=nickname, format=fmt, history=history, since=since)
@@ -181,18 +189,22 @@ def replayed(json_frame: str, fmt: str) -> str:
     return f"{event['nickname']}: {event['text']}"
 
 
-def welcome(room: str, nickname: str, members: list[str], last_id: int, ts: int) -> str:
-    """The first JSON frame a joiner receives (text clients get none)."""
-    return _json(
-        {
-            "type": "welcome",
-            "room": room,
-            "nickname": nickname,
-            "members": members,
-            "last_id": last_id,
-            "ts": ts,
-        }
-    )
+def welcome(
+    room: str, nickname: str, members: list[str], last_id: int, ts: int, moderator: bool = False
+) -> str:
+    """The first JSON frame a joiner receives (text clients get none); `moderator` only
+    when the joiner moderates the room."""
+    frame = {
+        "type": "welcome",
+        "room": room,
+        "nickname": nickname,
+        "members": members,
+        "last_id": last_id,
+        "ts": ts,
+    }
+    if moderator:
+        frame["moderator"] = True
+    return _json(frame)
 
 
 def members(room: str, nicknames: list[str], fmt: str) -> str:

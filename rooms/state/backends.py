@@ -11,6 +11,7 @@ from rooms.state.presence import InProcessPresence
 from rooms.state.redis_presence import RedisPresence
 from rooms.state.redis_sequence import RedisSequence
 from rooms.state.sequence import InProcessSequence
+from rooms.state.users import InProcessUsers, RedisUsers
 from rooms.state.writer import HistoryWriter
 
 
@@ -59,3 +60,11 @@ def get_presence() -> InProcessPresence | RedisPresence:
     if in_redis():
         return RedisPresence(settings.REDIS_PREFIX, settings.ROOMS_PRESENCE_TTL)
     return InProcessPresence()
+
+
+@cache
+def get_users() -> InProcessUsers | RedisUsers:
+    """Connections per signed-in user (MAX_CONNECTIONS_PER_USER)."""
+    if in_redis():
+        return RedisUsers(settings.REDIS_PREFIX, settings.ROOMS_PRESENCE_TTL)
+    return InProcessUsers()

@@ -9,6 +9,8 @@ from channels.db import database_sync_to_async
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_safe
 
+from rooms.access.http import request_user
+from rooms.access.rules import may_read
 from rooms.core import errors, names
 from rooms.core.errors import ClientError
 from rooms.core.groups import room_group
@@ -19,7 +21,12 @@ from rooms.state.backends import get_presence, get_sequence
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 
-_STATUS = {errors.ROOM_INVALID: 400, errors.PARAMETER_INVALID: 400, errors.ROOM_NOT_FOUND: 404}
+_STATUS = {
+    errors.ROOM_INVALID: 400,
+    errors.PARAMETER_INVALID: 400,
+    errors.TOKEN_INVALID: 401,
+    errors.ROOM_NOT_FOUND: 404,
+}
 
 
 def _json(body: dict, status: int = 200) -> HttpResponse:
@@ -55,17 +62,24 @@ def _stored_room(name: str) -> tuple[int, int] | None:
 
 @require_safe
 async def rooms(request: HttpRequest) -> HttpResponse:
-    """Every room with messages or members: name, member count, last activity (ms)."""
+    """Every room with messages or members: name, member count, last activity (ms); private
+    rooms only for those who may join them."""
+    try:
+        user = await request_user(request)
+    except ClientError as error:
+        return _error(error)
     stored = await database_sync_to_async(_stored_rooms)()
     occupied = await get_presence().occupied()
-    names = sorted(stored.keys() | occupied.keys())
+    visible = [
+        name for name in sorted(stored.keys() | occupied.keys()) if await may_read(user, name)
+    ]
     listed = [
         {
             "name": name,
             "members": occupied.get(name, 0),
             "last_activity": stored[name][0] if name in stored else None,
         }
-        for name in names
+        for name in visible
     ]
     return _json({"rooms": listed})
 
@@ -78,11 +92,19 @@ async def _last_message(room: str) -> tuple[int, int] | None:
     return newest[0][0], orjson.loads(newest[0][1])["ts"]
 
 
+async def _readable(request: HttpRequest, name: str) -> None:
+    """ROOM_NOT_FOUND for a private room the requester may not see (not telling it exists);
+    TOKEN_INVALID for a token that is not valid."""
+    if not await may_read(await request_user(request), name):
+        raise errors.room_not_found(name)
+
+
 @require_safe
 async def room(request: HttpRequest, name: str) -> HttpResponse:
     """One room: its members, member count, last activity and last message id."""
     try:
         name = names.parse_room(name)
+        await _readable(request, name)
     except ClientError as error:
         return _error(error)
     members = await get_presence().members(room_group(name))
@@ -111,6 +133,7 @@ async def messages(request: HttpRequest, name: str) -> HttpResponse:
         name = names.parse_room(name)
         before = _integer(request, "before", None, 1, history.NEWEST)
         limit = _integer(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        await _readable(request, name)
     except ClientError as error:
         return _error(error)
     upto = history.NEWEST if before is None else before - 1

@@ -1,0 +1,74 @@
+"""Who a WebSocket client is: an ASGI middleware that puts the user in the scope.
+
+A `?token=` (rooms.access.tokens) names a user; else the Django session cookie a browser
+sends does, as with Channels' AuthMiddlewareStack; else the client is anonymous. Only the
+first two read the database: an anonymous client (no token, no session cookie) costs no
+thread hop and no query. A token that is not valid leaves the client anonymous and puts
+the error in the scope (AUTH_ERROR), for the consumer to answer with its frame and 4401.
+"""
+
+import logging
+from types import SimpleNamespace
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib.auth import get_user
+from django.contrib.auth.models import AnonymousUser
+from django.db import DatabaseError
+from django.http.cookie import parse_cookie
+from django.utils.module_loading import import_string
+
+from rooms.access import tokens
+from rooms.core import errors
+from rooms.core.errors import ClientError
+
+logger = logging.getLogger(__name__)
+
+AUTH_ERROR = "rooms.auth_error"  # scope key: the ClientError refusing the credentials
+ANONYMOUS = AnonymousUser()
+
+
+class IdentityMiddleware:
+    """Resolve scope["user"] before the application runs."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        user, error = await identify(scope)
+        scope = {**scope, "user": user}
+        if error is not None:
+            scope[AUTH_ERROR] = error
+        return await self.inner(scope, receive, send)
+
+
+async def identify(scope: dict) -> tuple:
+    """(the user, or AnonymousUser; a ClientError if the credentials were refused or could
+    not be checked)."""
+    token = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token")
+    session_key = None if token else _session_cookie(scope)
+    try:
+        if token:
+            return await database_sync_to_async(tokens.user_for)(token[0]), None
+        if session_key:
+            return await database_sync_to_async(_session_user)(session_key), None
+    except ClientError as error:
+        return ANONYMOUS, error
+    except DatabaseError:
+        logger.warning("database unavailable: credentials not checked", exc_info=True)
+        return ANONYMOUS, errors.service_unavailable(fatal=True)
+    return ANONYMOUS, None
+
+
+def _session_cookie(scope: dict) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"cookie":
+            return parse_cookie(value.decode("latin-1")).get(settings.SESSION_COOKIE_NAME)
+    return None
+
+
+def _session_user(session_key: str):
+    store = import_string(f"{settings.SESSION_ENGINE}.SessionStore")
+    # django.contrib.auth.get_user checks the session's auth hash, as for a page request.
+    return get_user(SimpleNamespace(session=store(session_key)))
