@@ -7,6 +7,8 @@ which the suite's async fixtures cannot share.
 import os
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -384,3 +386,45 @@ async def test_a_server_shutting_down_is_announced_and_the_page_comes_back(
         "Reconnected.", timeout=20_000
     )
     await expect(nick.locator("#status")).to_have_text("Connected")
+
+
+def manage(server: Server, *args: str) -> None:
+    """A management command against the server's own database."""
+    subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=server.env, check=True, timeout=60
+    )
+
+
+async def test_a_user_signs_in_joins_a_private_room_under_their_name_and_others_are_refused(
+    visit, server
+):
+    manage(server, "shell", "-c", CREATE_ANN)
+    manage(server, "room_access", "Vault", "--private", "--add-member", "ann")
+    ann = await visit()
+    await ann.goto(server.http("/"))
+    await ann.locator("#account a").click()
+    await ann.locator("#username").fill("ann")
+    await ann.locator("#password").fill("correct horse")
+    await ann.locator("#login-form button").click()
+    await expect(ann.locator("#account")).to_contain_text("Signed in as ann.")
+    await expect(ann.locator("#nickname")).to_have_count(0)  # the account's name is used
+    await ann.locator("#room").fill("Vault")
+    await ann.locator("#join-form button").click()
+    await expect(ann.locator("#status")).to_have_text("Connected")
+    await expect(ann.locator(".notice span")).to_have_text(["You joined Vault as ann."])
+
+    bob = await visit()
+    await bob.goto(room_url(server, "Vault", "Bob"))
+    await expect(bob.locator("#alert")).to_contain_text("This room is private.")
+    await expect(bob.locator("#status")).to_have_text("Not connected")
+    await expect(ann.locator(".notice span")).to_have_text(["You joined Vault as ann."])
+
+    await ann.goto(server.http("/"))
+    await ann.locator("#account button").click()  # sign out
+    await expect(ann.locator("#account")).to_contain_text("Sign in")
+
+
+CREATE_ANN = (
+    "from django.contrib.auth.models import User; "
+    "User.objects.create_user('ann', password='correct horse')"
+)

@@ -9,6 +9,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_safe
 
+from rooms.access.directory import display_name
 from rooms.core import names
 from rooms.core.errors import ClientError
 
@@ -21,8 +22,13 @@ def _limits() -> dict[str, int]:
     }
 
 
+def _signed_in(request: HttpRequest) -> str:
+    """The name a signed-in user chats under; "" for anonymous visitors."""
+    return display_name(request.user) if request.user.is_authenticated else ""
+
+
 def _lobby(request: HttpRequest, error: str = "", status: int = 200, **values: str) -> HttpResponse:
-    context = {"error": error, "values": values, **_limits()}
+    context = {"error": error, "values": values, "signed_in": _signed_in(request), **_limits()}
     return render(request, "rooms/index.html", context, status=status)
 
 
@@ -36,7 +42,7 @@ def index(request: HttpRequest) -> HttpResponse:
 def enter(request: HttpRequest) -> HttpResponse:
     """The join form's target: send the browser to the room's own address."""
     room = request.GET.get("room", "").strip()
-    nickname = request.GET.get("nickname", "").strip()
+    nickname = _signed_in(request) or request.GET.get("nickname", "").strip()
     try:
         room = names.parse_room(room)
         names.parse_nickname(nickname)
@@ -48,10 +54,17 @@ def enter(request: HttpRequest) -> HttpResponse:
 
 @require_safe
 def room(request: HttpRequest, room_name: str) -> HttpResponse:
-    """One room's chat page; the nickname comes from ?nickname= or is asked for."""
+    """One room's chat page; the nickname is the signed-in user's, or comes from ?nickname=,
+    or is asked for."""
     try:
         room_name = names.parse_room(room_name)
     except ClientError as error:
         return _lobby(request, error.message, 400, room=room_name)
-    context = {"room": room_name, "nickname": request.GET.get("nickname", ""), **_limits()}
+    signed_in = _signed_in(request)
+    context = {
+        "room": room_name,
+        "nickname": signed_in or request.GET.get("nickname", ""),
+        "signed_in": signed_in,
+        **_limits(),
+    }
     return render(request, "rooms/room.html", context)

@@ -13,6 +13,8 @@
     1012: "The server is restarting.",
     1013: "The server is overloaded.",
     4400: "The server refused to join this room.",
+    4401: "Sign in to join this room.",
+    4403: "You may not join this room.",
     4404: "There is no chat at this address.",
     4408: "The server closed the connection after a long idle time.",
     4409: "That nickname is already taken in this room.",
@@ -40,10 +42,21 @@
     SLOW_CONSUMER: "This page fell too far behind the conversation.",
     TOO_MANY_CONNECTIONS: "Too many chat connections are open from your network.",
     JOIN_RATE_LIMITED: "Your network joined rooms too often in a short time.",
+    TOKEN_INVALID: "Your sign-in is no longer valid; sign in again.",
+    AUTH_REQUIRED: "Sign in to chat here.",
+    NICKNAME_RESERVED: "That nickname belongs to a registered user.",
+    NICKNAME_NOT_YOURS: "You are signed in and chat under your account's name.",
+    ROOM_FORBIDDEN: "This room is private.",
+    BANNED: "You are banned from this room.",
+    KICKED: "A moderator removed you from this room.",
+    MUTED: "You are muted in this room.",
+    FORBIDDEN: "Only moderators may do that.",
   };
   // Closes after which reconnecting cannot help: the same request would be refused again.
-  const FATAL_CLOSES = new Set([4400, 4404, 4409]);
-  const NICKNAME_PROBLEMS = new Set(["NICKNAME_REQUIRED", "NICKNAME_INVALID", "NICKNAME_TAKEN"]);
+  const FATAL_CLOSES = new Set([4400, 4401, 4403, 4404, 4409]);
+  const NICKNAME_PROBLEMS = new Set([
+    "NICKNAME_REQUIRED", "NICKNAME_INVALID", "NICKNAME_TAKEN", "NICKNAME_RESERVED",
+  ]);
   const MIN_DELAY_MS = 500;
   const MAX_DELAY_MS = 30000;
   const RATE_LIMITED_DELAY_MS = 5000;
@@ -76,7 +89,8 @@
     set(value) { try { localStorage.setItem("rooms.nickname", value); } catch { /* private mode */ } },
   };
 
-  let nickname = data("nickname-data") || store.get();
+  const signedIn = data("signed-in-data"); // an account's name, which the server imposes
+  let nickname = signedIn || data("nickname-data") || store.get();
   let socket = null;
   let attempt = 0;         // reconnect attempts since the last welcome
   let welcomed = false;    // has this page ever been in the room
@@ -330,6 +344,7 @@
   }
 
   function askNickname() {
+    if (signedIn) return; // the account's name is the only one
     ui.nickForm.hidden = false;
     ui.nickInput.value = nickname;
     ui.nickInput.focus();

@@ -10,7 +10,7 @@
   const REFRESH_MS = 10000;
 
   try {
-    if (!nickname.value) nickname.value = localStorage.getItem("rooms.nickname") || "";
+    if (nickname && !nickname.value) nickname.value = localStorage.getItem("rooms.nickname") || "";
   } catch { /* storage unavailable */ }
 
   function roomUrl(name) {
@@ -37,7 +37,7 @@
         if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey) return;
         event.preventDefault();
         roomInput.value = room.name;
-        if (nickname.value.trim()) form.requestSubmit();
+        if (!nickname || nickname.value.trim()) form.requestSubmit(); // signed in: no nickname
         else nickname.focus();
       });
       item.appendChild(link);
