@@ -39,9 +39,16 @@ def when(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
 
 
-def _user_facts(user) -> tuple[bool, frozenset[int]]:
+def user_facts(user) -> tuple[bool, frozenset[int]]:
+    """Whether the user moderates every room, and their groups' ids (reads the database)."""
     moderates = user.is_superuser or user.has_perm("rooms.moderate")
     return moderates, frozenset(user.groups.values_list("pk", flat=True))
+
+
+async def _facts(user) -> tuple[bool, frozenset[int]]:
+    # Read with the user, in the same thread hop, when the identity middleware found them.
+    facts = getattr(user, "rooms_facts", None)
+    return facts if facts is not None else await database_sync_to_async(user_facts)(user)
 
 
 async def admit(user, handshake: Handshake) -> Rights:
@@ -50,7 +57,7 @@ async def admit(user, handshake: Handshake) -> Rights:
     room, key = handshake.room, names.nickname_key(handshake.nickname)
     rules = snapshot.rooms.get(room)
     if user.is_authenticated:
-        moderates, groups = await database_sync_to_async(_user_facts)(user)
+        moderates, groups = await _facts(user)
         moderator = moderates or (rules is not None and user.pk in rules.moderators)
         if rules is not None and rules.private and not _member(user, groups, rules, moderator):
             raise errors.room_forbidden()
@@ -100,5 +107,5 @@ async def may_read(user, room: str) -> bool:
         return True
     if not user.is_authenticated:
         return False
-    moderates, groups = await database_sync_to_async(_user_facts)(user)
+    moderates, groups = await _facts(user)
     return _member(user, groups, rules, moderates or user.pk in rules.moderators)
