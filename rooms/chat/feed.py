@@ -25,7 +25,9 @@ class Feed:
         self.channel = ""  # the member's channel, whose join opens the feed
         self.live = False
         self.early: list[dict] | None = None  # events after this member's join, before live
-        self.own_join: asyncio.Future = asyncio.get_running_loop().create_future()
+        # The member's own join event, once it comes back through the layer; let go once
+        # live (a connection would otherwise keep it, and its frames, for its whole life).
+        self.own_join: asyncio.Future | None = asyncio.get_running_loop().create_future()
 
     def deliver(self, event: dict) -> None:
         """Take one room event from the layer, in room order, without blocking: write it
@@ -35,13 +37,17 @@ class Feed:
             metrics.delivered(event["sent"])
         elif self.early is not None:
             self.early.append(event)
-        elif event.get("joiner") == self.channel and not self.own_join.done():
+        elif (
+            self.own_join is not None
+            and event.get("joiner") == self.channel
+            and not self.own_join.done()
+        ):
             self.early = []
             self.own_join.set_result(event)
 
     def go_live(self) -> None:
         """History is written: write the member's own join and what came after it."""
-        join = self.own_join.result()
+        join, self.own_join = self.own_join.result(), None
         early, self.early = self.early, None
         self.live = True
         for event in (join, *early):
