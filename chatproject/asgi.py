@@ -11,6 +11,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from rooms.access.identity import IdentityMiddleware  # noqa: E402
+from rooms.chat.publish import serving  # noqa: E402
 from rooms.routing import websocket_urlpatterns  # noqa: E402
 from rooms.web.origin import allowed_hosts_origin_validator  # noqa: E402
 
@@ -26,13 +27,16 @@ def configured_root_path(app):
     return with_root_path
 
 
-application = configured_root_path(
-    ProtocolTypeRouter(
-        {
-            "http": django_asgi_app,
-            "websocket": allowed_hosts_origin_validator(
-                IdentityMiddleware(URLRouter(websocket_urlpatterns))
-            ),
-        }
+# `serving`: rooms.publish() called from any thread of this process publishes on this loop.
+application = serving(
+    configured_root_path(
+        ProtocolTypeRouter(
+            {
+                "http": django_asgi_app,
+                "websocket": allowed_hosts_origin_validator(
+                    IdentityMiddleware(URLRouter(websocket_urlpatterns))
+                ),
+            }
+        )
     )
 )

@@ -3,12 +3,12 @@
 from django.contrib.auth import views as auth
 from django.urls import path
 
-from rooms.web import api, views
+from rooms.web import api, posting, views
 
 urlpatterns: list = [
     path("api/rooms", api.rooms, name="api-rooms"),
     path("api/rooms/<str:name>/", api.room, name="api-room"),
-    path("api/rooms/<str:name>/messages", api.messages, name="api-messages"),
+    path("api/rooms/<str:name>/messages", posting.messages, name="api-messages"),
     path("accounts/login/", auth.LoginView.as_view(template_name="rooms/login.html"), name="login"),
     path("accounts/logout/", auth.LogoutView.as_view(), name="logout"),
     path("", views.index, name="index"),

@@ -31,7 +31,7 @@ from rooms.layers.fanout import FANOUT, Receiver
 from rooms.state import history
 from rooms.state.backends import get_presence, get_sequence, get_users, get_writer
 from rooms.state.clients import BACKEND_ERRORS
-from rooms.state.sequence import announce
+from rooms.state.sequence import Stamp, announce
 from rooms.state.storage import Pending
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,21 @@ class StoreErrors:
 
 REFUSE_JOIN, REFUSE_MESSAGE = StoreErrors(fatal=True), StoreErrors(fatal=False)
 STORE_ERRORS = (*BACKEND_ERRORS, DatabaseError)
+
+
+async def publish(layer, group: str, room: str, nickname: str, text: str) -> Stamp:
+    """Publish a chat message to the room: its id, the recent cache, every member. Refused
+    (SERVICE_UNAVAILABLE) while history can keep no more or the stores fail; the caller has
+    it written to history. Clients' messages and the server's own (rooms.chat.publish)."""
+    with REFUSE_MESSAGE:
+        if FANOUT in layer.extensions and layer.deaf:
+            raise ConnectionError("channel layer subscriptions are being restored")
+        if get_writer().full:  # history can keep no more: refuse, never accept and drop
+            metrics.history_refused()
+            raise errors.service_unavailable(fatal=False)
+        stamp = await get_sequence().publish(layer, group, room, nickname, text, room_event())
+    metrics.received()
+    return stamp
 
 
 class Membership:
@@ -186,17 +201,8 @@ class Membership:
         room, nickname = self.handshake.room, self.handshake.nickname
         if self.rights.muted_until > time.time():
             raise errors.muted(rules.when(self.rights.muted_until))
-        with REFUSE_MESSAGE:
-            if FANOUT in self.layer.extensions and self.layer.deaf:
-                raise ConnectionError("channel layer subscriptions are being restored")
-            if get_writer().full:  # history can keep no more: refuse, never accept and drop
-                metrics.history_refused()
-                raise errors.service_unavailable(fatal=False)
-            stamp = await get_sequence().publish(
-                self.layer, self.group, room, nickname, text, room_event()
-            )
+        stamp = await publish(self.layer, self.group, room, nickname, text)
         get_writer().record(Pending(room, stamp.id, stamp.ts, nickname, text))
-        metrics.received()
 
     async def members(self) -> list[str]:
         """The room's nicknames, sorted."""

@@ -140,6 +140,21 @@ def join_rate_limited(rate: float) -> ClientError:
     )
 
 
+def posts_rate_limited(rate: float) -> ClientError:
+    """HTTP API: the user posted faster than RATE_LIMIT messages a second, beyond RATE_BURST."""
+    return ClientError(
+        RATE_LIMITED, f"Too many messages: at most {rate:g} a second on average; try again shortly."
+    )
+
+
+def auth_required_to_post() -> ClientError:
+    """HTTP API: posting takes a token, or a staff member's session."""
+    return ClientError(
+        AUTH_REQUIRED,
+        "Send Authorization: Bearer <token> (manage.py issue_token), or sign in as staff.",
+    )
+
+
 def room_not_found(name: str) -> ClientError:
     """HTTP API: no room of that name has messages or members."""
     return ClientError(ROOM_NOT_FOUND, f"No room {name!r}: it has no messages or members.")

@@ -9,10 +9,11 @@ one forgets entries that carry no information and holds at most MAX_TRACKED_ADDR
 
 import socket
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
 from rooms.core import errors
+from rooms.core.errors import ClientError
 
 # Entries each per-address map keeps at most; beyond, the oldest goes. Full, with IPv6
 # keys: about 10 MB for the connection counts, 16 MB for the join buckets.
@@ -95,30 +96,36 @@ class TokenBucket:
 class JoinBudget:
     """A token bucket of joins per client address, so that reconnecting does not refill
     it: every join costs a token, refused or not, and a join refused here announces
-    nothing to the room."""
+    nothing to the room. Also messages posted through the HTTP API per user (`posts`)."""
 
-    def __init__(self, cap: int = MAX_TRACKED_ADDRESSES) -> None:
+    def __init__(
+        self,
+        cap: int = MAX_TRACKED_ADDRESSES,
+        refuse: Callable[[float], ClientError] = errors.join_rate_limited,
+    ) -> None:
         self.cap = cap
-        self.buckets: OrderedDict[str, TokenBucket] = OrderedDict()  # least recent first
+        self.refuse = refuse
+        self.buckets: OrderedDict[Hashable, TokenBucket] = OrderedDict()  # least recent first
 
-    def spend(self, address: str | None, now: float, rate: float, burst: float) -> None:
-        """Charge one join to `address` at `now`, or raise JOIN_RATE_LIMITED (rate 0: none)."""
-        if address is None or rate <= 0:
+    def spend(self, key: Hashable | None, now: float, rate: float, burst: float) -> None:
+        """Charge one to `key` (a client address, a user id) at `now`, or raise
+        `refuse(rate)`, JOIN_RATE_LIMITED unless told otherwise (rate 0: no limit)."""
+        if key is None or rate <= 0:
             return
         buckets = self.buckets
         # Forget the buckets full again, least recently used first. The sweep stops at the
         # first that is not: one may wait up to burst/rate seconds behind it.
         while buckets and next(iter(buckets.values())).full(now):
             buckets.popitem(last=False)
-        bucket = buckets.get(address)
+        bucket = buckets.get(key)
         if bucket is not None:
-            buckets.move_to_end(address)
+            buckets.move_to_end(key)
         else:
             if len(buckets) >= self.cap:
                 buckets.popitem(last=False)
-            bucket = buckets[address] = TokenBucket(rate, burst)
+            bucket = buckets[key] = TokenBucket(rate, burst)
         if not bucket.take(now):
-            raise errors.join_rate_limited(rate)
+            raise self.refuse(rate)
 
 
 class ConnectionCounter:
@@ -180,3 +187,4 @@ class ConnectionCounter:
 
 connections = ConnectionCounter()
 joins = JoinBudget()
+posts = JoinBudget(refuse=errors.posts_rate_limited)  # per user id (rooms.web.posting)

@@ -102,6 +102,12 @@ def parse_message(text: str | None, data: bytes | None, fmt: str, max_length: in
         text = _parse_text_command(text)
     if text is WHO:
         return WHO
+    return parse_text(text, max_length)
+
+
+def parse_text(text: str, max_length: int) -> str:
+    """Return a message's text if a room may carry it (its length, no control characters);
+    raise a non-fatal ClientError. The one rule for clients' and the server's own messages."""
     if len(text) > max_length:
         raise ClientError(errors.MESSAGE_TOO_LONG, f"Messages are at most {max_length} characters.")
     control = _TEXT_CONTROL.search(text)
