@@ -23,6 +23,7 @@ import rooms
 from rooms.core import errors
 from rooms.models import Message
 from rooms.state.backends import get_writer
+from rooms.web import posting
 from tests.clients import assert_silent, get_json, join, recv_json, wait_until
 from tests.communicators import communicator
 from tests.servers import BASE_ENV, ROOT, collect_static
@@ -73,11 +74,13 @@ async def test_publish_from_a_thread_or_a_sync_context_reaches_the_room_in_call_
     worker = threading.Thread(target=lambda: results.append(rooms.publish("Room1", "plain")))
     worker.start()
     await asyncio.to_thread(worker.join)
-    assert [first.id, second.id, results[0].id] == [1, 2, 3]
-    assert [orjson.loads(await ws.receive_from())["text"] for _ in range(3)] == [
+    other_loop = await asyncio.to_thread(asyncio.run, rooms.apublish("Room1", "another loop"))
+    assert [first.id, second.id, results[0].id, other_loop.id] == [1, 2, 3, 4]
+    assert [orjson.loads(await ws.receive_from())["text"] for _ in range(4)] == [
         "from sync code",
         "from a thread",
         "plain",
+        "another loop",
     ]
     assert first.nickname == "server"
     await ws.disconnect()
@@ -110,6 +113,14 @@ async def test_what_a_client_may_not_send_is_refused_with_its_code(room, text, n
     assert refused.value.code == code
     assert await ws.receive_nothing(0.2)
     await ws.disconnect()
+
+
+def test_every_answer_of_the_post_api_is_documented():
+    reference = (ROOT / "docs" / "api.md").read_text()
+    described = (ROOT / "docs" / "openapi.yaml").read_text()
+    for code, status in posting._STATUS.items():
+        assert f"`{code}`" in reference and code in described, code
+        assert f"| {status} |" in reference and f'"{status}"' in described, status
 
 
 def test_import_rooms_imports_nothing_else():
