@@ -323,21 +323,13 @@ async def test_the_post_api_answers_each_case_with_its_status_and_code(
     boss, csrf = await asyncio.to_thread(signed_in, server, "boss")
     no_csrf = post(server, "Room1", {"text": "x"}, opener=boss)
     assert (no_csrf[0], no_csrf[1]["error"]["code"]) == (403, errors.FORBIDDEN)
-    as_boss = post(server, "Room1", {"text": "hi all"}, opener=boss, headers={"X-CSRFToken": csrf})
-    named = post(
-        server,
-        "Room1",
-        {"text": "maintenance at 22:00", "nickname": "Announcements"},
-        opener=boss,
-        headers={"X-CSRFToken": csrf},
-    )
-    reserved = post(
-        server,
-        "Room1",
-        {"text": "x", "nickname": "ann"},
-        opener=boss,
-        headers={"X-CSRFToken": csrf},
-    )
+
+    def by_boss(payload: dict) -> tuple[int, dict]:
+        return post(server, "Room1", payload, opener=boss, headers={"X-CSRFToken": csrf})
+
+    as_boss = by_boss({"text": "hi all"})
+    named = by_boss({"text": "maintenance at 22:00", "nickname": "Announcements"})
+    reserved = by_boss({"text": "x", "nickname": "ann"})
     assert (as_boss[0], as_boss[1]["nickname"]) == (201, "boss")
     assert (named[0], named[1]["nickname"]) == (201, "Announcements")
     assert (reserved[0], reserved[1]["error"]["code"]) == (403, errors.NICKNAME_RESERVED)
