@@ -1,13 +1,14 @@
 """Moderation in process, through the ASGI application: kick, ban, mute and lift them,
-delete a message; refused for non-moderators."""
+delete a message; refused for non-moderators; the admin's actions."""
 
 import asyncio
 
 import orjson
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import User
 from django.core.management import call_command
-from django.test import AsyncClient, override_settings
+from django.test import AsyncClient, Client, override_settings
 
 from rooms.access import tokens
 from rooms.core import errors
@@ -284,3 +285,47 @@ async def test_a_deleted_message_reaches_members_as_an_event_and_leaves_replay_a
     assert (again["code"], again["close"]) == (errors.COMMAND_INVALID, None)
     for ws in (mod, nick, text):
         await ws.disconnect()
+
+
+async def test_the_admin_deletes_selected_messages_for_everyone_at_once():
+    await make_user("root", password="pw", is_superuser=True, is_staff=True)
+    nick = await member("Hall", "Nick")
+    doomed = await say(nick, "bad")
+    await say(nick, "good")
+    await get_writer().flush()
+
+    def delete_in_admin() -> int:
+        client = Client()
+        client.login(username="root", password="pw")
+        pk = Message.objects.get(seq=doomed["id"]).pk
+        response = client.post(
+            "/admin/rooms/message/",
+            {"action": "delete_messages", "_selected_action": [pk]},
+        )
+        return response.status_code
+
+    assert await sync_to_async(delete_in_admin)() == 302
+    event = await frame_of_type(nick, "delete")
+    assert event["id"] == doomed["id"]
+    assert await api_texts("Hall") == ["good"]
+    await nick.disconnect()
+
+
+async def test_the_admin_lifts_a_ban():
+    mod = await moderator()
+    await command(mod, type="ban", nickname="Nick")
+    await make_user("root", password="pw", is_superuser=True, is_staff=True)
+
+    def lift_in_admin() -> int:
+        client = Client()
+        client.login(username="root", password="pw")
+        pk = Sanction.objects.get().pk
+        response = client.post(
+            "/admin/rooms/sanction/", {"action": "lift", "_selected_action": [pk]}
+        )
+        return response.status_code
+
+    assert await sync_to_async(lift_in_admin)() == 302
+    back = await member("Hall", "Nick")
+    await back.disconnect()
+    await mod.disconnect()
