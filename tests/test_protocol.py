@@ -1,5 +1,7 @@
 """The wire protocol's pure functions, table by table."""
 
+from pathlib import Path
+
 import orjson
 import pytest
 
@@ -7,6 +9,7 @@ from rooms.core import errors, names, protocol
 from rooms.core.errors import ClientError
 
 MAX = 4096
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize(
@@ -553,3 +556,13 @@ def test_a_deletion_is_an_event_with_the_id_for_json_and_a_line_for_text():
         "nickname": "Nick",
         "ts": 5,
     }
+
+
+def test_every_error_code_and_close_code_is_in_the_protocol_reference():
+    reference = (ROOT / "docs" / "protocol.md").read_text()
+    api = (ROOT / "docs" / "api.md").read_text()
+    for name, value in vars(errors).items():
+        if name.startswith("WS_"):
+            assert f"\n| {value} |" in reference, name
+        elif name.isupper() and isinstance(value, str):
+            assert f"| `{value}` |" in reference or f"| `{value}` |" in api, name
