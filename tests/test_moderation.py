@@ -12,7 +12,7 @@ from django.test import AsyncClient, Client, override_settings
 
 from rooms.access import tokens
 from rooms.core import errors
-from rooms.models import Message, Sanction
+from rooms.models import Message, Room, Sanction
 from rooms.state.backends import get_writer
 from tests.communicators import communicator
 
@@ -328,4 +328,33 @@ async def test_the_admin_lifts_a_ban():
     assert await sync_to_async(lift_in_admin)() == 302
     back = await member("Hall", "Nick")
     await back.disconnect()
+    await mod.disconnect()
+
+
+async def test_a_ban_given_in_the_admin_closes_the_member_and_refuses_it_later():
+    mod = await moderator()
+    await make_user("root", password="pw", is_superuser=True, is_staff=True)
+    nick = await member("Hall", "Nick")
+
+    def give(kind: str, nickname: str, until: str = "") -> tuple[int, int]:
+        client = Client()
+        client.login(username="root", password="pw")
+        room = Room.objects.get(name="Hall").pk
+        form = {"room": room, "kind": kind, "nickname": nickname, "reason": "from the admin"}
+        if until:
+            form["until_0"], form["until_1"] = until.split(" ")
+        response = client.post("/admin/rooms/sanction/add/", form)
+        return response.status_code, Sanction.objects.count()
+
+    assert await sync_to_async(give)("kick", "Ghost") == (200, 0)  # not there: refused
+    assert await sync_to_async(give)("ban", "mod", "2099-01-01 00:00:00") == (200, 0)
+    assert await sync_to_async(give)("ban", "nick", "2099-01-01 00:00:00") == (302, 1)
+    error, code = await closed_with(nick)
+    assert (error["code"], code) == (errors.BANNED, errors.WS_4403_FORBIDDEN)
+    assert error["message"].endswith("2099-01-01T00:00:00+00:00: from the admin")
+    await nick.disconnect()
+    again = await communicator("Hall", "Nick", format="json")
+    assert (await closed_with(again))[0]["code"] == errors.BANNED
+    row = await database_sync_to_async(Sanction.objects.select_related("by").get)()
+    assert (row.nickname, row.nickname_key, row.by.username) == ("Nick", "nick", "root")
     await mod.disconnect()

@@ -10,7 +10,7 @@ joins refuse the banned and mute the muted. A deleted message is marked in the d
 and bans and mutes in force do not apply to them (rooms.access.rules).
 """
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import orjson
 from channels.db import database_sync_to_async
@@ -72,22 +72,26 @@ async def _sanction(member: Membership, command: Moderate, fmt: str) -> str:
         if target is not None and command.action == protocol.UNMUTE:
             await member.layer.send(target.channel, mute(0))
         return protocol.moderated(room, command, nickname, None, fmt)
+    kind = _KINDS[command.action]
     until = await database_sync_to_async(record)(
-        room, _KINDS[command.action], nickname, target, command, member.rights.user_id
+        room, kind, nickname, target, command, member.rights.user_id
     )
     if target is not None:
-        await member.layer.send(target.channel, _reaching(command, until))
-    until_ms = None if command.action == protocol.KICK else to_ms(until)
+        await reach(member.layer, target, kind, until, command.reason)
+    until_ms = None if kind == Sanction.KICK else to_ms(until)
     return protocol.moderated(room, command, nickname, until_ms, fmt)
 
 
-def _reaching(command: Moderate, until) -> dict:
-    """What the sanctioned member's channel is sent."""
-    if command.action == protocol.KICK:
-        return evict(errors.kicked(command.reason))
-    if command.action == protocol.BAN:
-        return evict(errors.banned(when(until.timestamp()), command.reason))
-    return mute(until.timestamp())
+async def reach(layer, target: Member, kind: str, until: datetime | None, reason: str) -> None:
+    """Apply a sanction to the member it names, on whichever process it is: a kick or ban
+    closes it, a mute refuses its messages until `until`."""
+    if kind == Sanction.KICK:
+        message = evict(errors.kicked(reason))
+    elif kind == Sanction.BAN:
+        message = evict(errors.banned(when(until.timestamp()), reason))
+    else:
+        message = mute(until.timestamp())
+    await layer.send(target.channel, message)
 
 
 def moderates(room: str, user_id: int) -> bool:
@@ -104,7 +108,7 @@ def _room(name: str) -> Room:
 
 def record(
     room: str, kind: str, nickname: str, target: Member | None, command: Moderate, by: int | None
-):
+) -> datetime | None:
     """Persist a sanction, for the nickname and, when the member is signed in, its user;
     return until when it holds (None for a kick). Saving it announces it (signals)."""
     until = timezone.now() + timedelta(seconds=command.seconds) if kind != Sanction.KICK else None
