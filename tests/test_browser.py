@@ -465,6 +465,6 @@ async def test_a_moderator_deletes_a_message_and_it_disappears_from_another_memb
     await expect_messages(late, [("Bob", "something kind")])
 
     await ann.locator("#members li", has_text="Cy").get_by_role("button", name="Kick").click()
-    await expect(late.locator("#alert")).to_contain_text("A moderator removed you from this room")
+    await expect(late.locator("#alert")).to_have_text("A moderator removed you from this room.")
     await expect(late.locator("#status")).to_have_text("Not connected")
     await expect(ann.locator("#members li")).to_have_count(2)

@@ -66,7 +66,11 @@
     return CLOSE_MESSAGES[code] || `The connection closed (code ${code}).`;
   }
 
+  // Errors whose server message already says it all (who did what, until when, why).
+  const SELF_EXPLAINED = new Set(["KICKED", "BANNED", "MUTED", "FORBIDDEN"]);
+
   function describeError(frame) {
+    if (frame.message && SELF_EXPLAINED.has(frame.code)) return frame.message;
     const title = ERROR_TITLES[frame.code] || `Error ${frame.code}.`;
     return frame.message ? `${title} ${frame.message}` : title;
   }
