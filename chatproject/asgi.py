@@ -19,10 +19,13 @@ from rooms.web.origin import allowed_hosts_origin_validator  # noqa: E402
 def configured_root_path(app):
     """`app` with every scope's root_path from ROOT_PATH. Daphne takes it from a client's
     `Daphne-Root-Path` header, and Django prefixes every link and redirect with it; once in
-    the scope, the header cannot be told from Daphne's own `--root-path`."""
+    the scope, the header cannot be told from Daphne's own `--root-path`. The server made
+    the scope for this connection alone: it is set in place rather than copied, a copy that
+    an open WebSocket would keep for its whole life."""
 
     async def with_root_path(scope: dict, receive, send) -> None:
-        return await app({**scope, "root_path": settings.ROOT_PATH}, receive, send)
+        scope["root_path"] = settings.ROOT_PATH
+        return await app(scope, receive, send)
 
     return with_root_path
 

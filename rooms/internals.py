@@ -61,7 +61,7 @@ RELIANCES: dict[str, list[Reliance]] = {
         *_a("daphne.utils", UPGRADES, "HEADER_NAME_RE", "INVALID_HEADER_VALUE_BYTES"),
         *_set("daphne.http_protocol", UPGRADES, "WebRequest.process", "_raw_query_string"),
         *_set("daphne.ws_protocol", CONNECTION, "WebSocketProtocol.onConnect",
-              "application_deferred", "request"),
+              "application_deferred", "request", "clean_headers"),
     ],
     "autobahn": [
         # Debug formatting skipped unless debugging: module globals replaced at start-up.

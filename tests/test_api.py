@@ -119,7 +119,7 @@ async def test_a_moderator_deletes_a_message_and_no_one_is_shown_it_again(admin_
     moderator = AsyncClient()
     await moderator.aforce_login(admin_user)
     response = await moderator.post(
-        f"/admin/rooms/message/{rude.pk}/delete/", {"post": "yes"}, follow=False
+        "/admin/rooms/message/", {"action": "delete_messages", "_selected_action": [rude.pk]}
     )
     assert response.status_code == 302
     page = orjson.loads((await moderator.get("/api/rooms/Room1/messages")).content)

@@ -428,3 +428,43 @@ CREATE_ANN = (
     "from django.contrib.auth.models import User; "
     "User.objects.create_user('ann', password='correct horse')"
 )
+
+
+async def test_a_moderator_deletes_a_message_and_it_disappears_from_another_members_page(
+    visit, server
+):
+    manage(server, "shell", "-c", CREATE_ANN)
+    manage(server, "room_access", "Hall", "--add-moderator", "ann")
+    ann = await visit()
+    await ann.goto(server.http("/accounts/login/"))
+    await ann.locator("#username").fill("ann")
+    await ann.locator("#password").fill("correct horse")
+    await ann.locator("#login-form button").click()
+    await expect(ann.locator("#account")).to_contain_text("Signed in as ann.")
+    await ann.goto(room_url(server, "Hall"))
+    await expect(ann.locator("#status")).to_have_text("Connected")
+
+    bob = await enter_room(await visit(), server, "Hall", "Bob")
+    await say(bob, "something rude")
+    await say(bob, "something kind")
+    both = [("Bob", "something rude"), ("Bob", "something kind")]
+    await expect_messages(ann, both)
+    await expect_messages(bob, both)
+    await expect(bob.locator("button.mod")).to_have_count(0)  # no controls but a moderator's
+    await expect(ann.locator("#members li", has_text="Bob").locator("button.mod")).to_have_text(
+        ["Kick", "Mute", "Ban"]
+    )
+
+    rude = ann.locator(".message", has_text="something rude")
+    await rude.get_by_role("button", name="Delete").click()
+    await expect_messages(bob, [("Bob", "something kind")])
+    await expect_messages(ann, [("Bob", "something kind")])
+    await expect(ann.locator("#hint")).to_contain_text("deleted")
+
+    late = await enter_room(await visit(), server, "Hall", "Cy")  # nor is it replayed
+    await expect_messages(late, [("Bob", "something kind")])
+
+    await ann.locator("#members li", has_text="Cy").get_by_role("button", name="Kick").click()
+    await expect(late.locator("#alert")).to_have_text("A moderator removed you from this room.")
+    await expect(late.locator("#status")).to_have_text("Not connected")
+    await expect(ann.locator("#members li")).to_have_count(2)

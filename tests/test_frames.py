@@ -7,6 +7,7 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
+from rooms.server.connection import SendQueue
 from rooms.server.frames import CACHE_SIZE, shared_text_frame, text_frame
 from tests.clients import join, recv, recv_json, recv_n
 
@@ -39,6 +40,17 @@ def test_the_same_text_object_gets_the_same_frame_object():
 def test_equal_texts_that_are_distinct_objects_get_equal_frames():
     first, second = "".join(["a", "b"]), "".join(["a", "b"])
     assert shared_text_frame(first) == shared_text_frame(second) == text_frame("ab")
+
+
+def test_the_send_queue_keeps_order_and_holds_a_deque_only_while_frames_wait():
+    queue = SendQueue()
+    assert not queue and queue.items is None
+    queue.append((b"a", False))
+    queue.append((b"b", True))
+    assert len(queue) == 2
+    assert queue.popleft() == (b"a", False)
+    assert queue.popleft() == (b"b", True)
+    assert not queue and queue.items is None
 
 
 def test_the_cache_stays_bounded():

@@ -46,7 +46,8 @@ async def test_text_clients_list_members_with_who_and_escape_a_leading_slash(dap
     assert await recv(nick) == "alex: /who is there?"
     await alex.send("/shrug")
     assert await recv(alex) == (
-        "error COMMAND_UNKNOWN: Unknown command '/shrug': the only command is /who; "
+        "error COMMAND_UNKNOWN: Unknown command '/shrug': the commands are /who, and for "
+        "moderators /kick, /ban, /mute, /unban, /unmute and /delete; "
         "start a message with // to send one beginning with /."
     )
     await assert_silent(nick)  # neither /who nor a bad command reaches the room

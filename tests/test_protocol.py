@@ -1,5 +1,7 @@
 """The wire protocol's pure functions, table by table."""
 
+from pathlib import Path
+
 import orjson
 import pytest
 
@@ -7,6 +9,7 @@ from rooms.core import errors, names, protocol
 from rooms.core.errors import ClientError
 
 MAX = 4096
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize(
@@ -446,3 +449,120 @@ DISTINCT = [
 @pytest.mark.parametrize(("one", "other"), **_cases(DISTINCT))
 def test_different_nicknames_keep_different_keys(one, other):
     assert names.nickname_key(one) != names.nickname_key(other)
+
+
+M = protocol.Moderate
+
+MODERATOR_COMMANDS = [
+    ("kick", "/kick Nick", "text", M("kick", "Nick")),
+    (
+        "kick with a reason",
+        "/kick Nick spam, again ",
+        "text",
+        M("kick", "Nick", reason="spam, again"),
+    ),
+    ("ban, default length", "/ban Nick", "text", M("ban", "Nick", seconds=3600)),
+    ("ban for seconds", "/ban Nick 600", "text", M("ban", "Nick", seconds=600)),
+    ("ban with a reason", "/ban Nick 60 flood", "text", M("ban", "Nick", 60, "flood")),
+    ("ban with a reason only", "/ban Nick flood", "text", M("ban", "Nick", 3600, "flood")),
+    ("mute, default length", "/mute Nick", "text", M("mute", "Nick", seconds=600)),
+    ("mute for seconds", "/mute  Nick  60", "text", M("mute", "Nick", seconds=60)),
+    ("unban", "/unban Nick", "text", M("unban", "Nick")),
+    ("unmute", "/unmute Nick", "text", M("unmute", "Nick")),
+    ("delete", "/delete 42", "text", M("delete", id=42)),
+    ("json kick", '{"type": "kick", "nickname": "A b"}', "json", M("kick", "A b")),
+    (
+        "json ban",
+        '{"type": "ban", "nickname": "Nick", "seconds": 5, "reason": "r"}',
+        "json",
+        M("ban", "Nick", 5, "r"),
+    ),
+    ("json mute", '{"type": "mute", "nickname": "Nick"}', "json", M("mute", "Nick", 600)),
+    ("json unmute", '{"type": "unmute", "nickname": "Nick"}', "json", M("unmute", "Nick")),
+    ("json delete", '{"type": "delete", "id": 7}', "json", M("delete", id=7)),
+]
+
+
+@pytest.mark.parametrize(("frame", "fmt", "expected"), **_cases(MODERATOR_COMMANDS))
+def test_moderator_commands_are_parsed_in_both_formats(frame, fmt, expected):
+    assert protocol.parse_message(frame, None, fmt, MAX) == expected
+
+
+BAD_MODERATOR_COMMANDS = [
+    ("no nickname", "/kick", "text"),
+    ("blank nickname", "/kick   ", "text"),
+    ("nickname too long", "/kick " + "n" * 65, "text"),
+    ("zero seconds", "/mute Nick 0", "text"),
+    ("a year and more", f"/ban Nick {protocol.MAX_SECONDS + 1}", "text"),
+    ("huge seconds", "/ban Nick " + "9" * 40, "text"),
+    ("a mute takes no reason", "/mute Nick 60 because", "text"),
+    ("unban takes nothing more", "/unban Nick now", "text"),
+    ("reason too long", "/kick Nick " + "r" * 201, "text"),
+    ("reason with a control", "/kick Nick a\x1bb", "text"),
+    ("delete without id", "/delete", "text"),
+    ("delete of a word", "/delete last", "text"),
+    ("delete of zero", "/delete 0", "text"),
+    ("delete of fullwidth digits", "/delete \uff14\uff12", "text"),
+    ("json nickname not a string", '{"type": "kick", "nickname": 3}', "json"),
+    ("json without nickname", '{"type": "ban"}', "json"),
+    ("json unknown field", '{"type": "kick", "nickname": "N", "seconds": 5}', "json"),
+    ("json seconds a string", '{"type": "ban", "nickname": "N", "seconds": "5"}', "json"),
+    ("json seconds a float", '{"type": "mute", "nickname": "N", "seconds": 5.0}', "json"),
+    ("json seconds true", '{"type": "mute", "nickname": "N", "seconds": true}', "json"),
+    ("json reason null", '{"type": "kick", "nickname": "N", "reason": null}', "json"),
+    ("json reason multiline", '{"type": "kick", "nickname": "N", "reason": "a\\nb"}', "json"),
+    ("json delete id a string", '{"type": "delete", "id": "7"}', "json"),
+    ("json delete negative", '{"type": "delete", "id": -1}', "json"),
+    ("json delete more fields", '{"type": "delete", "id": 1, "x": 1}', "json"),
+]
+
+
+@pytest.mark.parametrize(("frame", "fmt"), **_cases(BAD_MODERATOR_COMMANDS))
+def test_moderator_commands_with_bad_arguments_are_non_fatal_command_invalid(frame, fmt):
+    with pytest.raises(ClientError) as caught:
+        protocol.parse_message(frame, None, fmt, MAX)
+    assert (caught.value.code, caught.value.close_code) == (errors.COMMAND_INVALID, None)
+
+
+@pytest.mark.parametrize(
+    ("command", "target", "until", "text", "json"),
+    [
+        (M("kick", "nick"), "Nick", None, "Nick removed", {"nickname": "Nick"}),
+        (
+            M("ban", "Nick", 60),
+            "Nick",
+            1795622892000,
+            "Nick banned until 2026-11-25T16:08:12+00:00",
+            {"nickname": "Nick", "until": 1795622892000},
+        ),
+        (M("unmute", "Nick"), "Nick", None, "Nick unmuted", {"nickname": "Nick"}),
+        (M("delete", id=4), "", None, "Message 4 deleted", {"id": 4}),
+    ],
+    ids=["kick", "ban", "unmute", "delete"],
+)
+def test_a_moderator_is_told_what_was_done(command, target, until, text, json):
+    assert protocol.moderated("R", command, target, until, "text") == text
+    frame = orjson.loads(protocol.moderated("R", command, target, until, "json"))
+    assert frame == {"type": "moderated", "room": "R", "action": command.action, **json}
+
+
+def test_a_deletion_is_an_event_with_the_id_for_json_and_a_line_for_text():
+    frames = protocol.deleted("R", 42, "Nick", 5)
+    assert frames["text"] == "A moderator deleted a message by Nick"
+    assert orjson.loads(frames["json"]) == {
+        "type": "delete",
+        "room": "R",
+        "id": 42,
+        "nickname": "Nick",
+        "ts": 5,
+    }
+
+
+def test_every_error_code_and_close_code_is_in_the_protocol_reference():
+    reference = (ROOT / "docs" / "protocol.md").read_text()
+    api = (ROOT / "docs" / "api.md").read_text()
+    for name, value in vars(errors).items():
+        if name.startswith("WS_"):
+            assert f"\n| {value} |" in reference, name
+        elif name.isupper() and isinstance(value, str):
+            assert f"| `{value}` |" in reference or f"| `{value}` |" in api, name

@@ -36,8 +36,8 @@ class IdentityMiddleware:
         self.inner = inner
 
     async def __call__(self, scope, receive, send):
-        user, error = await identify(scope)
-        scope = {**scope, "user": user}
+        # In place, as chatproject.asgi sets root_path: the scope is this connection's own.
+        scope["user"], error = await identify(scope)
         if error is not None:
             scope[AUTH_ERROR] = error
         return await self.inner(scope, receive, send)

@@ -3,8 +3,9 @@ is parsed (rooms.chat.membership), on top of the connection limits.
 
 In order: credentials refused (4401); anonymous joins off (ALLOW_ANONYMOUS, 4401); a
 registered user's name asked for anonymously (4409); a private room for a non-member (4403);
-a ban in force (4403); the project's own rule, CAN_JOIN (4403). A join passing them gets its
-rights: whether it moderates the room, and until when it is muted.
+a ban in force, unless the user moderates the room (4403); the project's own rule, CAN_JOIN
+(4403). A join passing them gets its rights: whether it moderates the room, and until when
+it is muted.
 """
 
 import time
@@ -71,7 +72,8 @@ async def admit(user, handshake: Handshake) -> Rights:
             raise errors.room_forbidden()
         moderator, subjects = False, (key,)
     muted_until, now = 0.0, time.time()
-    restrictions = snapshot.restrictions.get(room, {})
+    # Moderators are above bans and mutes (one given to their name before they moderated).
+    restrictions = {} if moderator else snapshot.restrictions.get(room, {})
     for subject in subjects:
         for restriction in restrictions.get(subject, ()):
             if restriction.until <= now:

@@ -1,12 +1,13 @@
 """Access changes made in this process (a user saved or deleted, a room's rules changed in the
-admin) announced to every process's directory at once (rooms.access.directory)."""
+admin, a ban or mute given or lifted) announced to every process's directory at once
+(rooms.access.directory)."""
 
 from django.contrib.auth import get_user_model
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
 from rooms.access.directory import announce_names, announce_reload, display_name
 from rooms.core import names
-from rooms.models import Room
+from rooms.models import Room, Sanction
 
 
 def _user_saved(sender, instance, update_fields=None, **kwargs) -> None:
@@ -27,12 +28,21 @@ def _room_changed(sender, **kwargs) -> None:
     announce_reload()
 
 
+def _sanction_changed(sender, instance, **kwargs) -> None:
+    if instance.kind != Sanction.KICK:  # a kick holds nothing for later joins
+        announce_reload()
+
+
 def connect() -> None:
     """Connect the receivers (rooms.apps)."""
     user = get_user_model()
     post_save.connect(_user_saved, sender=user, dispatch_uid="rooms.access.user_saved")
     post_delete.connect(_user_deleted, sender=user, dispatch_uid="rooms.access.user_deleted")
     post_save.connect(_room_changed, sender=Room, dispatch_uid="rooms.access.room_saved")
+    post_save.connect(_sanction_changed, sender=Sanction, dispatch_uid="rooms.access.sanctioned")
+    post_delete.connect(
+        _sanction_changed, sender=Sanction, dispatch_uid="rooms.access.sanction_deleted"
+    )
     for relation in (Room.members, Room.member_groups, Room.moderators):
         m2m_changed.connect(
             _room_changed, sender=relation.through, dispatch_uid=f"rooms.access.{relation.field}"

@@ -14,6 +14,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from rooms.access.identity import ANONYMOUS, AUTH_ERROR
+from rooms.chat import moderation
 from rooms.chat.extensions import WRITE_SOON
 from rooms.chat.feed import Feed
 from rooms.chat.idle import IdleTimer
@@ -21,7 +22,7 @@ from rooms.chat.membership import REFUSE_JOIN, Membership
 from rooms.chat.outbox import Outbox
 from rooms.core import errors, logs, metrics, protocol
 from rooms.core.errors import ClientError
-from rooms.core.events import EVICT
+from rooms.core.events import EVICT, MUTE
 from rooms.core.limits import TokenBucket
 
 JOIN_TIMEOUT = 10.0  # seconds for a joiner's own join event to come back through the layer
@@ -136,6 +137,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if text is protocol.WHO:
                 members = await self.member.members()
                 await self.send(protocol.members(self.member.handshake.room, members, self.format))
+            elif isinstance(text, protocol.Moderate):
+                await self.send(await moderation.carry_out(self.member, text, self.format))
             else:
                 await self.member.say(text)
         except ClientError as error:
@@ -149,9 +152,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.member.leave(code)
 
     def control(self, message: dict) -> None:
-        """A message to this member alone: rooms.core.events.evict closes it with its error."""
+        """A message to this member alone (rooms.core.events): evict closes it with its
+        error, mute sets until when its messages are refused."""
         if message["type"] == EVICT:
             self.close_for(ClientError(message["code"], message["message"], message["close"]))
+        elif message["type"] == MUTE:
+            self.member.mute(message["until"])
 
     def idled(self) -> None:
         """The client sent no valid message or command for IDLE_TIMEOUT seconds."""

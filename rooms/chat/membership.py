@@ -23,7 +23,7 @@ from rooms.access.identity import ANONYMOUS
 from rooms.access.rules import ANONYMOUS_RIGHTS, Rights
 from rooms.core import errors, logs, metrics, protocol
 from rooms.core.errors import ClientError
-from rooms.core.events import EVICT, evict, now_ms, room_event
+from rooms.core.events import EVENT, evict, now_ms, room_event
 from rooms.core.groups import room_group
 from rooms.core.limits import address_key, connections, joins
 from rooms.core.protocol import Handshake
@@ -127,7 +127,7 @@ class Membership:
         try:
             while True:
                 message = await self.layer.receive(self.channel)
-                (control if message["type"] == EVICT else deliver)(message)
+                (deliver if message["type"] == EVENT else control)(message)
         except BACKEND_ERRORS:
             logger.warning("channel layer unavailable: closing", exc_info=True)
             control(evict(errors.service_unavailable(fatal=True)))
@@ -173,7 +173,9 @@ class Membership:
         self.claimed = True  # before the claim: one cut short may still hold the name
         try:
             with REFUSE_JOIN:
-                await get_presence().claim(handshake.room, group, handshake.nickname, self.channel)
+                await get_presence().claim(
+                    handshake.room, group, handshake.nickname, self.channel, user_id
+                )
         except ClientError:
             self.claimed = False  # another member's: nothing of ours to release
             raise
@@ -203,6 +205,10 @@ class Membership:
             raise errors.muted(rules.when(self.rights.muted_until))
         stamp = await publish(self.layer, self.group, room, nickname, text)
         get_writer().record(Pending(room, stamp.id, stamp.ts, nickname, text))
+
+    def mute(self, until: float) -> None:
+        """A moderator muted this member until `until` (0: unmuted), from any process."""
+        self.rights = self.rights._replace(muted_until=until)
 
     async def members(self) -> list[str]:
         """The room's nicknames, sorted."""

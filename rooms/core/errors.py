@@ -196,9 +196,12 @@ def room_forbidden() -> ClientError:
     return ClientError(ROOM_FORBIDDEN, "This room is private.", WS_4403_FORBIDDEN)
 
 
-def banned(until: str) -> ClientError:
+def banned(until: str, reason: str = "") -> ClientError:
     """Fatal: banned from this room until `until` (ISO 8601, UTC)."""
-    return ClientError(BANNED, f"You are banned from this room until {until}.", WS_4403_FORBIDDEN)
+    why = f": {reason}" if reason else "."
+    return ClientError(
+        BANNED, f"You are banned from this room until {until}{why}", WS_4403_FORBIDDEN
+    )
 
 
 def kicked(reason: str) -> ClientError:
@@ -215,6 +218,12 @@ def muted(until: str) -> ClientError:
 def forbidden(what: str) -> ClientError:
     """Not fatal: a moderator's command from someone who is not one."""
     return ClientError(FORBIDDEN, f"Only moderators may {what}.")
+
+
+def moderator_untouchable(nickname: str) -> ClientError:
+    """Not fatal: moderators are not kicked, banned or muted, by another moderator or
+    themselves."""
+    return ClientError(FORBIDDEN, f"{nickname!r} moderates this room: they cannot be sanctioned.")
 
 
 def too_many_user_connections(limit: int) -> ClientError:

@@ -8,6 +8,7 @@ from rooms.core.errors import ClientError
 
 EVENT = "room.event"  # a room event, for every member: join, message, leave
 EVICT = "room.evict"  # to one member's channel: send it the error it carries, then close
+MUTE = "room.mute"  # to one member's channel: its messages are refused until a time (or no more)
 
 
 def room_event(**fields: object) -> dict:
@@ -19,6 +20,12 @@ def room_event(**fields: object) -> dict:
 def evict(error: ClientError) -> dict:
     """A message for one member's channel: send it `error`, then close it."""
     return {"type": EVICT, "code": error.code, "message": error.message, "close": error.close_code}
+
+
+def mute(until: float) -> dict:
+    """A message for one member's channel: refuse its messages until `until` (seconds since
+    the epoch; 0: no more)."""
+    return {"type": MUTE, "until": until}
 
 
 def now_ms() -> int:

@@ -5,8 +5,15 @@ connection. autobahn copies its ~30 options from the factory onto each connectio
 the protocol class already has them (`WebSocketProtocol._connectionMade`); `for_factory`
 gives them to the class once. Once the handshake is done, the parsed request (headers,
 raw bytes, query parameters, the 101 response) is never read again: `onOpen` lets it go,
-keeping the path, the one field Daphne still reads (it logs it on close).
+keeping the path, the one field Daphne still reads (it logs it on close). The scope's
+header list (Daphne's `clean_headers`, shared by every copy of the scope) is emptied then
+too: what reads it (the origin check, the session cookie, a project's CAN_JOIN) runs before
+the handshake is answered. autobahn's send queue, an empty deque on almost every
+connection (frames go straight to the socket: rooms.server.frames), becomes one only once
+something waits in it.
 """
+
+from collections import deque
 
 from twisted.internet import defer
 
@@ -35,6 +42,30 @@ class OpenedRequest:
         self.path = path
 
 
+class SendQueue:
+    """autobahn's `send_queue` as it uses it (len, append, popleft), holding a deque only
+    while something waits: an empty deque is 0.6 KB a connection."""
+
+    __slots__ = ("items",)
+
+    def __init__(self) -> None:
+        self.items: deque | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.items is None else len(self.items)
+
+    def append(self, item) -> None:
+        if self.items is None:
+            self.items = deque()
+        self.items.append(item)
+
+    def popleft(self):
+        item = self.items.popleft()
+        if not self.items:
+            self.items = None
+        return item
+
+
 class RoomsProtocol(SharedFrameProtocol):
     """Daphne's WebSocket protocol with shared frames and a small per-connection state."""
 
@@ -48,10 +79,15 @@ class RoomsProtocol(SharedFrameProtocol):
         }
         return type(cls.__name__, (cls,), options)
 
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.send_queue = SendQueue()
+
     def onOpen(self) -> None:
         super().onOpen()
         self.request = OpenedRequest(self.request.path)
         self.application_deferred = None  # fired: Daphne reads it only in onConnect
+        self.clean_headers.clear()  # in place: the application's scope holds this very list
         for name in HANDSHAKE_ONLY:
             setattr(self, name, None)
 

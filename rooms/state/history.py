@@ -2,7 +2,8 @@
 
 Reads merge the recent cache (rooms.state.sequence: every message the moment it is
 published) with the database (everything written), so a message is readable from its
-publish on; every read is bounded in messages and in bytes (REPLAY_MAX_BYTES).
+publish on, and one a moderator deleted is in neither (rooms.chat.moderation); every read is
+bounded in messages and in bytes (REPLAY_MAX_BYTES).
 """
 
 import logging
@@ -44,7 +45,8 @@ def _stored(room: str, after: int, upto: int, limit: int, budget: int) -> Page:
     if found is None:
         return Page([], 0)
     messages: list[tuple[int, str]] = []
-    rows = Message.objects.filter(room_id=found[0], seq__gt=after).order_by("-seq")
+    rows = Message.objects.filter(room_id=found[0], seq__gt=after, deleted_at__isnull=True)
+    rows = rows.order_by("-seq")
     while len(messages) < limit:
         page = rows.filter(seq__lte=upto).values_list("seq", "nickname", "text", "sent_at")
         page = list(page[: min(STORED_PAGE, limit - len(messages))])

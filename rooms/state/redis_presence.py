@@ -7,7 +7,7 @@ misses its heartbeat for PRESENCE_TTL seconds is dead, and the next heartbeat of
 live process removes its members and announces their leave (so within PRESENCE_TTL plus
 one heartbeat period). Keys, all under REDIS_PREFIX:
 
-    <p>:members:<group>   hash   nickname key -> {"n", "p", "c", "r", "t"} (JSON)
+    <p>:members:<group>   hash   nickname key -> {"n", "p", "c", "r", "t", "u"} (JSON)
     <p>:procs             zset   process id -> heartbeat deadline (ms, Redis clock)
     <p>:proc:<id>         set    groups where that process has members
     <p>:active            hash   group -> room name, for every room with members
@@ -36,7 +36,7 @@ from rooms.core import errors, names, protocol
 from rooms.core.events import evict, now_ms
 from rooms.core.groups import room_group
 from rooms.state import clients, lua
-from rooms.state.presence import sorted_nicknames
+from rooms.state.presence import Member, sorted_nicknames
 from rooms.state.sequence import announce
 
 logger = logging.getLogger(__name__)
@@ -76,13 +76,15 @@ class RedisPresence:
     def _key(self, kind: str, name: str = "") -> str:
         return f"{self._prefix}:{kind}:{name}" if name else f"{self._prefix}:{kind}"
 
-    async def claim(self, room: str, group: str, nickname: str, channel: str) -> None:
+    async def claim(
+        self, room: str, group: str, nickname: str, channel: str, user_id: int | None = None
+    ) -> None:
         """Make `nickname` this channel's in the room, atomically, or raise NICKNAME_TAKEN."""
         await self._ensure_heartbeat()
         since = now_ms()
         key = names.nickname_key(nickname)
         entry = orjson.dumps(
-            {"n": nickname, "p": self.process_id, "c": channel, "r": room, "t": since}
+            {"n": nickname, "p": self.process_id, "c": channel, "r": room, "t": since, "u": user_id}
         )
         claimed = await clients.connect().eval(
             _CLAIM,
@@ -118,6 +120,16 @@ class RedisPresence:
         """Nicknames in the room, sorted case-insensitively."""
         entries = await clients.connect().hvals(self._key("members", group))
         return sorted_nicknames(orjson.loads(entry)["n"] for entry in entries)
+
+    async def member(self, group: str, nickname: str) -> Member | None:
+        """The member holding `nickname` (or a look-alike of it) in the room, if any."""
+        entry = await clients.connect().hget(
+            self._key("members", group), names.nickname_key(nickname)
+        )
+        if entry is None:
+            return None
+        fields = orjson.loads(entry)
+        return Member(fields["n"], fields["c"], fields.get("u"))
 
     async def occupied(self) -> dict[str, int]:
         """Room name -> member count, for every room with members."""

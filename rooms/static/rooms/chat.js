@@ -66,7 +66,11 @@
     return CLOSE_MESSAGES[code] || `The connection closed (code ${code}).`;
   }
 
+  // Errors whose server message already says it all (who did what, until when, why).
+  const SELF_EXPLAINED = new Set(["KICKED", "BANNED", "MUTED", "FORBIDDEN"]);
+
   function describeError(frame) {
+    if (frame.message && SELF_EXPLAINED.has(frame.code)) return frame.message;
     const title = ERROR_TITLES[frame.code] || `Error ${frame.code}.`;
     return frame.message ? `${title} ${frame.message}` : title;
   }
@@ -100,6 +104,7 @@
   let dropNoticeShown = false;
   let retryTimer = null;
   let members = null;      // Map nickname -> connections, when the server lists members
+  let moderator = false;   // the welcome said so: moderation controls are shown
   const seen = new Set();  // "id:ts" of every message shown: ids restart if a server loses its state
 
   function setStatus(state, text) {
@@ -175,11 +180,43 @@
     nick.className = "nick";
     nick.style.setProperty("--hue", hue(frame.nickname));
     meta.append(nick, " ", timeElement(frame.ts));
+    if (moderator) meta.append(" ", modButton("Delete", "Delete this message for everyone",
+      { type: "delete", id: frame.id }));
     const text = document.createElement("div");
     text.className = "text";
     text.textContent = frame.text;
     item.append(meta, text);
     append(item);
+  }
+
+  // A moderator's control: a small button sending one command (docs/protocol.md, Moderation).
+  function modButton(label, title, command) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "mod";
+    button.textContent = label;
+    button.title = title;
+    button.addEventListener("click", () => {
+      if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(command));
+    });
+    return button;
+  }
+
+  function removeMessage(id) {
+    for (const item of ui.messages.querySelectorAll("li.message")) {
+      if (item.dataset.id === String(id)) item.remove();
+    }
+  }
+
+  function onModerated(frame) {
+    const done = { kick: "removed from the room", ban: "banned", mute: "muted",
+      unban: "no longer banned", unmute: "no longer muted" };
+    if (frame.action === "delete") ui.hint.textContent = `Message ${frame.id} deleted.`;
+    else {
+      const until = typeof frame.until === "number"
+        ? ` until ${new Date(frame.until).toLocaleString()}` : "";
+      ui.hint.textContent = `${frame.nickname} ${done[frame.action] || frame.action}${until}.`;
+    }
   }
 
   function renderMembers() {
@@ -192,6 +229,16 @@
       item.append(isolated(name));
       item.style.setProperty("--hue", hue(name));
       if (name === nickname) item.className = "self";
+      else if (moderator) {
+        const actions = document.createElement("span");
+        actions.className = "mod-actions";
+        actions.append(
+          modButton("Kick", "Remove from the room", { type: "kick", nickname: name }),
+          modButton("Mute", "Mute for 10 minutes", { type: "mute", nickname: name }),
+          modButton("Ban", "Ban for an hour", { type: "ban", nickname: name }),
+        );
+        item.append(" ", actions);
+      }
       ui.members.appendChild(item);
     }
     ui.memberCount.textContent = `(${names.length})`;
@@ -213,6 +260,7 @@
 
   function onWelcome(frame) {
     nickname = frame.nickname;
+    moderator = frame.moderator === true;
     store.set(nickname);
     ui.me.replaceChildren("as ", isolated(nickname));
     awaitingOwnJoin = true;
@@ -268,6 +316,12 @@
         break;
       case "message":
         showMessage(frame);
+        break;
+      case "delete":
+        removeMessage(frame.id);
+        break;
+      case "moderated":
+        onModerated(frame);
         break;
       case "members":
         if (Array.isArray(frame.members)) setMembers(frame.members);
