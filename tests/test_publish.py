@@ -254,6 +254,24 @@ async def test_on_redis_posts_to_two_processes_and_the_command_reach_both_in_one
     await on_a.close(), await on_b.close()
 
 
+def sanction(database_url: str, room: str, name: str, kind: str) -> None:
+    """A ban or mute of the user `name` in `room` for an hour, as a moderator's would be."""
+    manage(
+        database_url,
+        "shell",
+        "-c",
+        "from datetime import timedelta; from django.contrib.auth.models import User; "
+        "from django.utils import timezone; from rooms.core.names import nickname_key; "
+        "from rooms.models import Room, Sanction; "
+        f"room = Room.objects.get_or_create(name={room!r}, "
+        "defaults={'last_activity': timezone.now()})[0]; "
+        f"user = User.objects.get(username={name!r}); "
+        f"Sanction.objects.create(room=room, kind={kind!r}, nickname={name!r}, "
+        f"nickname_key=nickname_key({name!r}), user=user, "
+        "until=timezone.now() + timedelta(hours=1))",
+    )
+
+
 def signed_in(server, name: str) -> tuple[urllib.request.OpenerDirector, str]:
     """A browser's session: signed in through the login page; its CSRF token."""
     jar = http.cookiejar.CookieJar()
@@ -277,7 +295,10 @@ async def test_the_post_api_answers_each_case_with_its_status_and_code(
     ann, eve = add_user(database_url, "ann"), add_user(database_url, "eve")
     add_user(database_url, "boss", staff=True)
     manage(database_url, "room_access", "Vault", "--private")
-    ws = await join(server, "Room1", "Nick", format="json")
+    muted, banned = add_user(database_url, "mia"), add_user(database_url, "ben")
+    sanction(database_url, "Room1", "mia", "mute")
+    sanction(database_url, "Room1", "ben", "ban")
+    ws = await join(server, "Room1", "Nick", format="json")  # the server reads them now
     await recv_json(ws), await recv_json(ws)
 
     status, headers, body = await asyncio.to_thread(
@@ -303,6 +324,8 @@ async def test_the_post_api_answers_each_case_with_its_status_and_code(
         "another's name": post(server, "Room1", {"text": "x", "nickname": "boss"}, ann),
         "private room": post(server, "Vault", {"text": "x"}, ann),
         "body too large": post(server, "Room1", b" " * 200_000, ann),
+        "muted": post(server, "Room1", {"text": "x"}, muted),
+        "banned": post(server, "Room1", {"text": "x"}, banned),
     }
     assert {case: (status, body["error"]["code"]) for case, (status, body) in refused.items()} == {
         "no credentials": (401, errors.AUTH_REQUIRED),
@@ -315,6 +338,8 @@ async def test_the_post_api_answers_each_case_with_its_status_and_code(
         "another's name": (403, errors.NICKNAME_NOT_YOURS),
         "private room": (403, errors.ROOM_FORBIDDEN),
         "body too large": (413, errors.MESSAGE_TOO_LONG),
+        "muted": (403, errors.MUTED),
+        "banned": (403, errors.BANNED),
     }
     # Every post costs a token, refused or not: ann has spent 10 of her 12 above.
     answers = [post(server, "Room1", {"text": f"spam {n}"}, eve)[0] for n in range(13)]
