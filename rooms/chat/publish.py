@@ -67,13 +67,18 @@ _serving: list[asyncio.AbstractEventLoop] = []  # the loop this process serves o
 
 
 def serving(app):
-    """The ASGI `app`, remembering the event loop it is served on: where room state lives."""
+    """The ASGI `app`, remembering the event loop it is served on: where room state lives.
 
-    async def remembered(scope: dict, receive, send) -> None:
-        if not _serving or _serving[0] is not asyncio.get_running_loop():
-            _serving[:] = [asyncio.get_running_loop()]
-        return await app(scope, receive, send)
+    A plain function returning `app`'s coroutine, not a coroutine of its own awaiting it:
+    that would be one more frame every open WebSocket keeps for its whole life."""
 
+    def remembered(scope: dict, receive, send):
+        loop = asyncio.get_running_loop()
+        if not _serving or _serving[0] is not loop:
+            _serving[:] = [loop]
+        return app(scope, receive, send)
+
+    remembered._asgi_single_callable = True  # asgiref would take a plain function for ASGI 2
     return remembered
 
 
