@@ -10,7 +10,7 @@ from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
 from chatproject.asgi import application
-from rooms.core import errors, protocol
+from rooms.core import commands, errors
 from rooms.core.limits import connections
 from tests.clients import chat_path
 from tests.communicators import communicator
@@ -207,14 +207,14 @@ async def _nickname_free_and_room_serving(alex: WebsocketCommunicator) -> None:
 
 
 async def test_a_handler_that_raises_still_leaves_and_frees_everything_it_held(monkeypatch):
-    parse_message = protocol.parse_message
+    parse_message = commands.parse_message
 
     def fails_on_boom(text, data, fmt, max_length):
         if text == "boom":
             raise RuntimeError("injected fault")
         return parse_message(text, data, fmt, max_length)
 
-    monkeypatch.setattr(protocol, "parse_message", fails_on_boom)
+    monkeypatch.setattr(commands, "parse_message", fails_on_boom)
     before = (connections.total, dict(connections.per_group))
     alex, nick = await _two_members()
     assert connections.total == before[0] + 2

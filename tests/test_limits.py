@@ -19,7 +19,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from rooms.core import errors, protocol
+from rooms.core import commands, errors, protocol
 from rooms.core.errors import ClientError
 from rooms.core.limits import (
     MAX_TRACKED_ADDRESSES,
@@ -223,7 +223,7 @@ def test_default_frame_limit_is_the_longest_valid_message_rounded_up(max_length,
 @pytest.mark.parametrize("char", ["a", "é", "€", "😀"])
 def test_longest_valid_message_fits_what_the_frame_limit_allows(max_length, char):
     frame = worst_escaped(char * max_length)
-    assert protocol.parse_message(frame, None, protocol.JSON, max_length) == char * max_length
+    assert commands.parse_message(frame, None, protocol.JSON, max_length) == char * max_length
     assert len(frame.encode()) <= message_bytes_needed(max_length)
     text_frame = "/" + "/" + char * (max_length - 1)  # the "//" escape, then the text
     assert len(text_frame.encode()) <= message_bytes_needed(max_length)

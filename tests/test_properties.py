@@ -10,7 +10,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rooms.core import errors, metrics, names, protocol
+from rooms.core import commands, errors, metrics, names, protocol
 from rooms.core.errors import ClientError
 from rooms.core.groups import room_group
 from rooms.core.limits import ConnectionCounter, TokenBucket
@@ -148,11 +148,11 @@ def test_a_well_formed_handshake_round_trips_through_the_query_string(room, nick
 )
 def test_parse_message_returns_text_or_who_or_a_non_fatal_documented_error(text, data, fmt):
     try:
-        result = protocol.parse_message(text, data, fmt, 100)
+        result = commands.parse_message(text, data, fmt, 100)
     except ClientError as error:
         assert error.code in PARSE_CODES and error.close_code is None
     else:
-        assert result is protocol.WHO or (isinstance(result, str) and len(result) <= 100)
+        assert result is commands.WHO or (isinstance(result, str) and len(result) <= 100)
 
 
 def _has_control(text: str) -> bool:
@@ -167,7 +167,7 @@ def _has_control(text: str) -> bool:
 def test_json_message_command_round_trips_any_text_without_control_characters(text):
     frame = orjson.dumps({"type": "message", "text": text}).decode()
     try:
-        assert protocol.parse_message(frame, None, protocol.JSON, 1000) == text
+        assert commands.parse_message(frame, None, protocol.JSON, 1000) == text
     except ClientError as error:
         assert _has_control(text) and error.code == errors.TEXT_INVALID
     else:
@@ -178,7 +178,7 @@ def test_json_message_command_round_trips_any_text_without_control_characters(te
 @given(st.text(max_size=200).filter(lambda text: not text.startswith("/")))
 def test_text_frames_are_relayed_verbatim_unless_they_hold_a_control_character(text):
     try:
-        assert protocol.parse_message(text, None, protocol.TEXT, 1000) == text
+        assert commands.parse_message(text, None, protocol.TEXT, 1000) == text
     except ClientError as error:
         assert _has_control(text) and error.code == errors.TEXT_INVALID
         assert error.close_code is None

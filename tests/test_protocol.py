@@ -5,7 +5,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from rooms.core import errors, names, protocol
+from rooms.core import commands, errors, names, protocol
 from rooms.core.errors import ClientError
 
 MAX = 4096
@@ -71,7 +71,7 @@ def test_invalid_handshakes_raise_fatal_errors(room, query, code):
     ],
 )
 def test_valid_frames_yield_their_text(text, data, fmt, expected):
-    assert protocol.parse_message(text, data, fmt, MAX) == expected
+    assert commands.parse_message(text, data, fmt, MAX) == expected
 
 
 @pytest.mark.parametrize(
@@ -94,7 +94,7 @@ def test_valid_frames_yield_their_text(text, data, fmt, expected):
 )
 def test_invalid_frames_raise_non_fatal_errors(text, data, fmt, code):
     with pytest.raises(ClientError) as caught:
-        protocol.parse_message(text, data, fmt, MAX)
+        commands.parse_message(text, data, fmt, MAX)
     assert caught.value.code == code
     assert caught.value.close_code is None
 
@@ -119,7 +119,7 @@ CONTROL_TEXTS = [
 def test_control_characters_in_message_text_are_refused_without_closing(text, found, fmt):
     frame = orjson.dumps({"type": "message", "text": text}).decode() if fmt == "json" else text
     with pytest.raises(ClientError) as caught:
-        protocol.parse_message(frame, None, fmt, MAX)
+        commands.parse_message(frame, None, fmt, MAX)
     assert caught.value.code == errors.TEXT_INVALID
     assert caught.value.close_code is None
     assert f"(found {found})" in caught.value.message
@@ -133,7 +133,7 @@ def test_control_characters_in_message_text_are_refused_without_closing(text, fo
 )
 def test_tab_newline_and_other_format_characters_pass_in_message_text(text, fmt):
     frame = orjson.dumps({"type": "message", "text": text}).decode() if fmt == "json" else text
-    assert protocol.parse_message(frame, None, fmt, MAX) == text
+    assert commands.parse_message(frame, None, fmt, MAX) == text
 
 
 def test_events_are_encoded_as_the_seed_in_text():
@@ -198,29 +198,29 @@ def test_errors_become_one_frame(error, fmt, expected):
 @pytest.mark.parametrize(
     ("frame", "fmt", "expected"),
     [
-        ("/who", "text", protocol.WHO),
-        ("/who  ", "text", protocol.WHO),
+        ("/who", "text", commands.WHO),
+        ("/who  ", "text", commands.WHO),
         ("//who", "text", "/who"),
         ("//", "text", "/"),
         ("/", "text", None),
         ("a /who", "text", "a /who"),
-        ('{"type": "who"}', "json", protocol.WHO),
+        ('{"type": "who"}', "json", commands.WHO),
         ('{"type": "message", "text": "/who"}', "json", "/who"),
     ],
 )
 def test_commands_are_parsed_and_a_double_slash_sends_a_slash(frame, fmt, expected):
     if expected is None:
         with pytest.raises(ClientError) as caught:
-            protocol.parse_message(frame, None, fmt, MAX)
+            commands.parse_message(frame, None, fmt, MAX)
         assert caught.value.code == errors.COMMAND_UNKNOWN
         assert caught.value.close_code is None
     else:
-        assert protocol.parse_message(frame, None, fmt, MAX) == expected
+        assert commands.parse_message(frame, None, fmt, MAX) == expected
 
 
 def test_unknown_text_commands_are_non_fatal_errors():
     with pytest.raises(ClientError) as caught:
-        protocol.parse_message("/nick Bob", None, "text", MAX)
+        commands.parse_message("/nick Bob", None, "text", MAX)
     assert caught.value.code == errors.COMMAND_UNKNOWN
     assert caught.value.close_code is None
     assert "'/nick'" in caught.value.message
@@ -451,7 +451,7 @@ def test_different_nicknames_keep_different_keys(one, other):
     assert names.nickname_key(one) != names.nickname_key(other)
 
 
-M = protocol.Moderate
+M = commands.Moderate
 
 MODERATOR_COMMANDS = [
     ("kick", "/kick Nick", "text", M("kick", "Nick")),
@@ -485,7 +485,7 @@ MODERATOR_COMMANDS = [
 
 @pytest.mark.parametrize(("frame", "fmt", "expected"), **_cases(MODERATOR_COMMANDS))
 def test_moderator_commands_are_parsed_in_both_formats(frame, fmt, expected):
-    assert protocol.parse_message(frame, None, fmt, MAX) == expected
+    assert commands.parse_message(frame, None, fmt, MAX) == expected
 
 
 BAD_MODERATOR_COMMANDS = [
@@ -493,7 +493,7 @@ BAD_MODERATOR_COMMANDS = [
     ("blank nickname", "/kick   ", "text"),
     ("nickname too long", "/kick " + "n" * 65, "text"),
     ("zero seconds", "/mute Nick 0", "text"),
-    ("a year and more", f"/ban Nick {protocol.MAX_SECONDS + 1}", "text"),
+    ("a year and more", f"/ban Nick {commands.MAX_SECONDS + 1}", "text"),
     ("huge seconds", "/ban Nick " + "9" * 40, "text"),
     ("a mute takes no reason", "/mute Nick 60 because", "text"),
     ("unban takes nothing more", "/unban Nick now", "text"),
@@ -520,7 +520,7 @@ BAD_MODERATOR_COMMANDS = [
 @pytest.mark.parametrize(("frame", "fmt"), **_cases(BAD_MODERATOR_COMMANDS))
 def test_moderator_commands_with_bad_arguments_are_non_fatal_command_invalid(frame, fmt):
     with pytest.raises(ClientError) as caught:
-        protocol.parse_message(frame, None, fmt, MAX)
+        commands.parse_message(frame, None, fmt, MAX)
     assert (caught.value.code, caught.value.close_code) == (errors.COMMAND_INVALID, None)
 
 

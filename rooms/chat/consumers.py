@@ -20,7 +20,7 @@ from rooms.chat.feed import Feed
 from rooms.chat.idle import IdleTimer
 from rooms.chat.membership import REFUSE_JOIN, Membership
 from rooms.chat.outbox import Outbox
-from rooms.core import errors, logs, metrics, protocol
+from rooms.core import commands, errors, logs, metrics, protocol
 from rooms.core.errors import ClientError
 from rooms.core.events import EVICT, MUTE
 from rooms.core.limits import TokenBucket
@@ -127,17 +127,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
             # Every frame costs a token, valid or not: each one costs the server work.
             if self.bucket is not None and not self.bucket.take(now):
                 raise errors.rate_limited(settings.ROOMS_RATE_LIMIT)
-            text = protocol.parse_message(
+            text = commands.parse_message(
                 text_data, bytes_data, self.format, settings.ROOMS_MAX_MESSAGE_LENGTH
             )
             # Only a valid message or command keeps the client from IDLE_TIMEOUT: refused
             # frames would otherwise hold a connection open for ever at a frame per timeout.
             if self.idle is not None:
                 self.idle.touch(now)
-            if text is protocol.WHO:
+            if text is commands.WHO:
                 members = await self.member.members()
                 await self.send(protocol.members(self.member.handshake.room, members, self.format))
-            elif isinstance(text, protocol.Moderate):
+            elif isinstance(text, commands.Moderate):
                 await self.send(await moderation.carry_out(self.member, text, self.format))
             else:
                 await self.member.say(text)

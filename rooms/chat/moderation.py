@@ -21,10 +21,10 @@ from django.utils import timezone
 from rooms.access.rules import user_facts, when
 from rooms.chat.membership import REFUSE_MESSAGE, Membership
 from rooms.core import errors, names, protocol
+from rooms.core.commands import Moderate
 from rooms.core.errors import ClientError
 from rooms.core.events import evict, mute, now_ms
 from rooms.core.groups import room_group
-from rooms.core.protocol import Moderate
 from rooms.models import Message, Room, Sanction, from_ms, to_ms
 from rooms.state.backends import get_presence, get_sequence
 from rooms.state.presence import Member

@@ -25,7 +25,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from rooms.chat import membership
-from rooms.core import names, protocol
+from rooms.core import commands, names, protocol
 from rooms.core.errors import ClientError
 from rooms.core.groups import room_group
 from rooms.models import from_ms, to_ms
@@ -95,7 +95,7 @@ def _checked(room: str, text: str, nickname: str) -> tuple[str, str, str]:
     try:
         return (
             names.parse_room(room),
-            protocol.parse_text(text, settings.ROOMS_MAX_MESSAGE_LENGTH),
+            commands.parse_text(text, settings.ROOMS_MAX_MESSAGE_LENGTH),
             names.parse_nickname(nickname),
         )
     except ClientError as error:
