@@ -18,8 +18,9 @@ from rooms.chat import moderation
 from rooms.chat.extensions import WRITE_SOON
 from rooms.chat.feed import Feed
 from rooms.chat.idle import IdleTimer
-from rooms.chat.membership import REFUSE_JOIN, Membership
+from rooms.chat.membership import Membership
 from rooms.chat.outbox import Outbox
+from rooms.chat.stores import REFUSE_JOIN
 from rooms.core import commands, errors, logs, metrics, protocol
 from rooms.core.errors import ClientError
 from rooms.core.events import EVICT, MUTE

@@ -5,7 +5,7 @@ the nickname claim, the room's channel-layer group, and the join notice, stamped
 room's last id. Leaving undoes in reverse each step that was begun, once, however the
 connection ends: a step that fails is logged and the others still run, and a cancellation
 is re-raised only once they all have. The store failing underneath (Redis unreachable)
-becomes SERVICE_UNAVAILABLE here, the one place that maps it.
+becomes SERVICE_UNAVAILABLE (rooms.chat.stores, the one place that maps it).
 """
 
 import asyncio
@@ -15,13 +15,13 @@ from collections.abc import Awaitable
 from functools import partial
 
 from django.conf import settings
-from django.db import DatabaseError
 
 from rooms.access import rules
 from rooms.access.directory import display_name
 from rooms.access.identity import ANONYMOUS
 from rooms.access.rules import ANONYMOUS_RIGHTS, Rights
-from rooms.core import errors, logs, metrics, protocol
+from rooms.chat.stores import REFUSE_JOIN, REFUSE_MESSAGE, STORE_ERRORS, publish, run_each
+from rooms.core import errors, logs, protocol
 from rooms.core.errors import ClientError
 from rooms.core.events import EVENT, evict, now_ms, room_event
 from rooms.core.groups import room_group
@@ -31,51 +31,10 @@ from rooms.layers.fanout import FANOUT, Receiver
 from rooms.state import history
 from rooms.state.backends import get_presence, get_sequence, get_users, get_writer
 from rooms.state.clients import BACKEND_ERRORS
-from rooms.state.sequence import Stamp, announce
+from rooms.state.sequence import announce
 from rooms.state.storage import Pending
 
 logger = logging.getLogger(__name__)
-
-
-class StoreErrors:
-    """A context manager turning the stores failing underneath (Redis unreachable, the
-    database down) into SERVICE_UNAVAILABLE: fatal for a join, not for a message (it was not
-    delivered; the session goes on). Two instances serve every use (REFUSE_JOIN,
-    REFUSE_MESSAGE)."""
-
-    __slots__ = ("fatal",)
-
-    def __init__(self, fatal: bool) -> None:
-        self.fatal = fatal
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type | None, error: BaseException | None, traceback) -> bool:
-        if kind is not None and issubclass(kind, STORE_ERRORS):
-            what = "join refused" if self.fatal else "message not delivered"
-            logger.warning("channel layer or presence unavailable: %s", what, exc_info=error)
-            raise errors.service_unavailable(self.fatal) from error
-        return False
-
-
-REFUSE_JOIN, REFUSE_MESSAGE = StoreErrors(fatal=True), StoreErrors(fatal=False)
-STORE_ERRORS = (*BACKEND_ERRORS, DatabaseError)
-
-
-async def publish(layer, group: str, room: str, nickname: str, text: str) -> Stamp:
-    """Publish a chat message to the room: its id, the recent cache, every member. Refused
-    (SERVICE_UNAVAILABLE) while history can keep no more or the stores fail; the caller has
-    it written to history. Clients' messages and the server's own (rooms.chat.publish)."""
-    with REFUSE_MESSAGE:
-        if FANOUT in layer.extensions and layer.deaf:
-            raise ConnectionError("channel layer subscriptions are being restored")
-        if get_writer().full:  # history can keep no more: refuse, never accept and drop
-            metrics.history_refused()
-            raise errors.service_unavailable(fatal=False)
-        stamp = await get_sequence().publish(layer, group, room, nickname, text, room_event())
-    metrics.received()
-    return stamp
 
 
 class Membership:
@@ -228,7 +187,7 @@ class Membership:
                 )
                 frames.append(welcome)
             replay = await history.replay(self.handshake, self.group, last_id)
-        except (*BACKEND_ERRORS, DatabaseError):
+        except STORE_ERRORS:
             logger.warning("history unavailable: joined without it", exc_info=True)
             return frames
         if replay.gap is not None:
@@ -264,25 +223,13 @@ class Membership:
             self.user_counted = False
             steps.append(partial(get_users().release, self.rights.user_id, self.channel))
         counted, self.counted = self.counted, False
-        cancelled: asyncio.CancelledError | None = None
         try:
-            for step in steps:
-                try:
-                    await step()
-                except asyncio.CancelledError as error:
-                    cancelled = error  # the other steps first
-                except BACKEND_ERRORS:
-                    name = step.func.__name__
-                    logger.warning("store unavailable: %s skipped on leaving", name, exc_info=True)
-                except Exception:
-                    logger.exception("leaving: %s failed", step.func.__name__)
+            await run_each(steps)
         finally:
             if announced:
                 get_sequence().leave(self.group)
             if counted:
                 connections.release(self.group, self.address)
-        if cancelled is not None:
-            raise cancelled
 
     def log(self, event: str, **fields: object) -> None:
         """One log line about this client; LOG_FORMAT=json keeps room and nickname as fields."""

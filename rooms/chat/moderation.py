@@ -19,7 +19,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from rooms.access.rules import user_facts, when
-from rooms.chat.membership import REFUSE_MESSAGE, Membership
+from rooms.chat.membership import Membership
+from rooms.chat.stores import REFUSE_MESSAGE
 from rooms.core import errors, names, protocol
 from rooms.core.commands import Moderate
 from rooms.core.errors import ClientError

@@ -1,6 +1,6 @@
 """Messages from the project's own code: `rooms.publish` for synchronous Django code (views,
 signals, `transaction.on_commit`, Celery tasks, management commands) and `rooms.apublish`
-for async code. A message takes a client's path (rooms.chat.membership.publish): the next
+for async code. A message takes a client's path (rooms.chat.stores.publish): the next
 id in the room, the recent cache, every member, history.
 
 Room state belongs to one event loop per server process, the one serving it (`serving`
@@ -24,7 +24,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from rooms.chat import membership
+from rooms.chat import stores
 from rooms.core import commands, names, protocol
 from rooms.core.errors import ClientError
 from rooms.core.groups import room_group
@@ -104,9 +104,7 @@ def _checked(room: str, text: str, nickname: str) -> tuple[str, str, str]:
 
 async def _stamped(room: str, text: str, nickname: str) -> tuple[Published, Pending]:
     try:
-        stamp = await membership.publish(
-            get_channel_layer(), room_group(room), room, nickname, text
-        )
+        stamp = await stores.publish(get_channel_layer(), room_group(room), room, nickname, text)
     except ClientError as error:
         raise PublishError(error.code, error.message) from error
     published = Published(stamp.id, room, nickname, text, from_ms(stamp.ts))
