@@ -183,7 +183,10 @@ STORAGES = {
 # Channel layer: in-process unless REDIS_URL is set. With Redis, "redis-pubsub" (the
 # default) publishes each room message once per process; "redis" is channels-redis'
 # list-based layer, kept for comparison (see BENCHMARKS.md).
+# REDIS_URL may list several Redis servers, comma-separated: each room lives on one of them
+# (rooms.state.shards; docs/scaling.md, "Shards"). Their order names the shards.
 REDIS_URL = env("REDIS_URL", "")
+REDIS_URLS = [url.strip() for url in REDIS_URL.split(",") if url.strip()]
 REDIS_PREFIX = env("REDIS_PREFIX", "rooms")
 # Connections each process opens for its own Redis commands (presence, message ids).
 REDIS_POOL_SIZE = env("REDIS_POOL_SIZE", 32, int)
@@ -196,11 +199,11 @@ _LAYERS = {
     },
     "redis-pubsub": {
         "BACKEND": "rooms.layers.redis_pubsub.ResilientRedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": REDIS_PREFIX},
+        "CONFIG": {"hosts": REDIS_URLS, "prefix": REDIS_PREFIX},
     },
     "redis": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": REDIS_PREFIX, "capacity": CHANNEL_CAPACITY},
+        "CONFIG": {"hosts": REDIS_URLS, "prefix": REDIS_PREFIX, "capacity": CHANNEL_CAPACITY},
     },
 }
 if CHANNEL_LAYER not in _LAYERS:

@@ -113,7 +113,7 @@ RELIANCES: dict[str, list[Reliance]] = {
         *_set("channels_redis.pubsub", PUBSUB, "RedisPubSubChannelLayer.__init__", "_layers",
               "_args", "_kwargs", "_serializer"),
         *_set("channels_redis.pubsub", PUBSUB, "RedisPubSubLoopLayer.__init__", "_shards",
-              "channels", "groups"),
+              "channels", "groups", "prefix"),
         *_set("channels_redis.pubsub", PUBSUB, "RedisSingleShardConnection.__init__", "_lock",
               "_pubsub", "_redis", "_subscribed_to"),
         *_a("channels_redis.utils", PUBSUB, "_wrap_close"),

@@ -97,6 +97,7 @@ async def test_a_message_and_a_join_built_in_lua_are_the_bytes_the_layer_would_s
     redis_env, settings
 ):
     settings.REDIS_URL = redis_env["REDIS_URL"]
+    settings.REDIS_URLS = [redis_env["REDIS_URL"]]
     prefix = redis_env["REDIS_PREFIX"]
     layer = ResilientRedisPubSubChannelLayer(hosts=[redis_env["REDIS_URL"]], prefix=prefix)
     sequence = RedisSequence(prefix, 10, 10_000, 60, True, lambda room: 0, 1.0)

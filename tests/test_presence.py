@@ -195,6 +195,7 @@ async def test_members_of_a_killed_process_expire_and_their_leave_is_announced(t
 def redis_settings(redis_env, settings):
     """In-process consumers keeping presence in the real Redis (the layer stays in-memory)."""
     settings.REDIS_URL = redis_env["REDIS_URL"]
+    settings.REDIS_URLS = [redis_env["REDIS_URL"]]
     settings.REDIS_PREFIX = redis_env["REDIS_PREFIX"]
     get_presence.cache_clear()
     get_sequence.cache_clear()

@@ -187,7 +187,7 @@ class Membership:
         if self.rights.muted_until > time.time():
             raise errors.muted(rules.when(self.rights.muted_until))
         with REFUSE_MESSAGE:
-            if FANOUT in self.layer.extensions and self.layer.deaf:
+            if FANOUT in self.layer.extensions and self.layer.deaf_to(self.group):
                 raise ConnectionError("channel layer subscriptions are being restored")
             if get_writer().full:  # history can keep no more: refuse, never accept and drop
                 metrics.history_refused()

@@ -9,6 +9,10 @@ the consumer refuses messages (SERVICE_UNAVAILABLE) rather than publish what thi
 process's members would not receive. Messages other processes publish in that window do
 not reach this process's members.
 
+With several hosts (a comma-separated REDIS_URL), a group's channel lives on the shard that
+owns the group in rooms.state.shards, where the message script publishes the room's events;
+channels-redis' own hash (CRC32 over the channel name) would pick another.
+
 It also decodes a group message once per process, not once per member: every local member
 gets the same dict (consumers never mutate events), so the work of a delivery, and the
 frame rooms.server.frames builds from it, is shared as with the in-memory layer; and it
@@ -17,6 +21,7 @@ offers delivery by call (rooms.layers.fanout).
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Callable
 
 from channels_redis.pubsub import (
@@ -30,6 +35,7 @@ from django.core.exceptions import ImproperlyConfigured
 from rooms import internals
 from rooms.core.queues import SingleReaderQueue
 from rooms.layers.fanout import FANOUT, Members, Receiver
+from rooms.state import shards
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +180,14 @@ class ResilientLoopLayer(RedisPubSubLoopLayer):
         super().__init__(*args, **kwargs)
         self._shards = [ResubscribingShard(shard.host, self) for shard in self._shards]
         self.members = Members()
+        self._group_channel = self._get_group_channel_name("")
+
+    def _get_shard(self, channel_or_group_name: str) -> ResubscribingShard:
+        # A group's channel by its group, as rooms.state.clients picks the room's shard.
+        name = channel_or_group_name
+        if name.startswith(self._group_channel):
+            name = name[len(self._group_channel) :]
+        return self._shards[shards.shard_of(name, len(self._shards))]
 
     def attach(self, channel: str, receiver: Receiver, control: Receiver) -> None:
         """Call `receiver` with the channel's group messages as they arrive, and `control`
@@ -185,6 +199,34 @@ class ResilientLoopLayer(RedisPubSubLoopLayer):
         queue = self.channels.get(channel)
         if queue is not None:
             queue.put_nowait(message)
+
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        """A channel of this process's own, subscribed on a shard that answers: a member's
+        own channel (evictions, access changes) must work while its room's shard does,
+        whichever other shard is down."""
+        channel = self._channel_name(prefix)
+        first = self._shards.index(self._get_shard(channel))
+        # Shards not known to be down first, the random name's own shard first among them.
+        order = sorted(range(len(self._shards)), key=lambda i: (self._shards[i].lost, i != first))
+        for index in order[:-1]:
+            try:
+                return await self._subscribe_on(index, channel, prefix)
+            except Exception:
+                logger.info("shard %d refused a new channel; trying another", index)
+        return await self._subscribe_on(order[-1], channel, prefix)
+
+    def _channel_name(self, prefix: str) -> str:
+        return f"{self.prefix}{prefix}{uuid.uuid4().hex}"
+
+    async def _subscribe_on(self, index: int, channel: str, prefix: str) -> str:
+        while self._shards.index(self._get_shard(channel)) != index:
+            channel = self._channel_name(prefix)
+        try:
+            await self._subscribe_to_channel(channel)
+        except BaseException:
+            self.channels.pop(channel, None)
+            raise
+        return channel
 
     async def _subscribe_to_channel(self, channel: str) -> None:
         # channels-redis', with a lighter queue: it holds only what is sent to the channel
@@ -202,10 +244,10 @@ class ResilientLoopLayer(RedisPubSubLoopLayer):
         self.members.clear()
         await super().flush()
 
-    @property
-    def deaf(self) -> bool:
-        """Some subscriptions are lost: events published now would not all arrive here."""
-        return any(shard.lost for shard in self._shards)
+    def deaf_to(self, group: str) -> bool:
+        """The group's shard lost its subscriptions: events published now would not all
+        arrive here (other shards' groups are unaffected)."""
+        return self._get_shard(self._get_group_channel_name(group)).lost
 
 
 class ResilientRedisPubSubChannelLayer(RedisPubSubChannelLayer):

@@ -13,6 +13,10 @@ one heartbeat period). Keys, all under REDIS_PREFIX:
     <p>:active            hash   group -> room name, for every room with members
     <p>:epoch             string a token that changes when Redis loses these keys
 
+With several shards (rooms.state.shards) each shard holds these keys for its own rooms, and
+a process beats, restores and reaps on each shard on its own: a shard that restarts or is
+unreachable concerns only its rooms.
+
 Redis may forget all this (a restart without persistence, a failover to a replica that
 lagged, eviction). Each process keeps its own members' claims and, on the heartbeat that
 finds its record gone, claims them again (`restore`), so members, member counts and unique
@@ -71,20 +75,21 @@ class RedisPresence:
         self.process_id = uuid.uuid4().hex
         self._heartbeat: asyncio.Task | None = None
         self._claims: dict[str, Claim] = {}  # channel -> its member's claim
-        self._epoch: bytes | None = None
+        self._epochs: dict[int, bytes] = {}  # shard -> its epoch when last beaten
 
     def _key(self, kind: str, name: str = "") -> str:
         return f"{self._prefix}:{kind}:{name}" if name else f"{self._prefix}:{kind}"
 
     async def claim(self, room: str, group: str, nickname: str, channel: str) -> None:
         """Make `nickname` this channel's in the room, atomically, or raise NICKNAME_TAKEN."""
-        await self._ensure_heartbeat()
+        shard = clients.shard_for(group)
+        await self._ensure_heartbeat(shard)
         since = now_ms()
         key = names.nickname_key(nickname)
         entry = orjson.dumps(
             {"n": nickname, "p": self.process_id, "c": channel, "r": room, "t": since}
         )
-        claimed = await clients.connect().eval(
+        claimed = await clients.connect(shard).eval(
             _CLAIM,
             3,
             self._key("members", group),
@@ -104,7 +109,7 @@ class RedisPresence:
         claim = self._claims.pop(channel, None)
         if claim is None:
             return
-        await clients.connect().eval(
+        await clients.for_name(group).eval(
             _RELEASE,
             2,
             self._key("members", group),
@@ -116,57 +121,72 @@ class RedisPresence:
 
     async def members(self, group: str) -> list[str]:
         """Nicknames in the room, sorted case-insensitively."""
-        entries = await clients.connect().hvals(self._key("members", group))
+        entries = await clients.for_name(group).hvals(self._key("members", group))
         return sorted_nicknames(orjson.loads(entry)["n"] for entry in entries)
 
     async def occupied(self) -> dict[str, int]:
-        """Room name -> member count, for every room with members."""
-        client = clients.connect()
-        active = await client.hgetall(self._key("active"))
-        async with client.pipeline(transaction=False) as pipe:
-            for group in active:
-                pipe.hlen(self._key("members", group.decode()))
-            counts = await pipe.execute()
-        names = [name.decode() for name in active.values()]
-        return {name: count for name, count in zip(names, counts, strict=True) if count}
+        """Room name -> member count, for every room with members (on every shard)."""
+        found: dict[str, int] = {}
+        for shard in range(clients.count()):
+            client = clients.connect(shard)
+            active = await client.hgetall(self._key("active"))
+            async with client.pipeline(transaction=False) as pipe:
+                for group in active:
+                    pipe.hlen(self._key("members", group.decode()))
+                counts = await pipe.execute()
+            for name, count in zip(active.values(), counts, strict=True):
+                if count:
+                    found[name.decode()] = count
+        return found
 
-    async def _ensure_heartbeat(self) -> None:
+    async def _ensure_heartbeat(self, shard: int) -> None:
+        if shard not in self._epochs:
+            await self._beat(shard)  # registered before the first claim, not a period later
         if self._heartbeat is None or self._heartbeat.done():
-            await self.beat()  # registered before the first claim, not a period later
             self._heartbeat = asyncio.ensure_future(self._beat_forever())
 
     async def _beat_forever(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
-            try:
-                await self.beat()
-            except Exception:
-                logger.exception("presence heartbeat failed; retrying")
+            await self.beat()
 
     async def beat(self) -> None:
-        """Renew this process's deadline; restore its members if Redis forgot them; remove
-        and announce the members of dead processes."""
-        missing, epoch, dead = await clients.connect().eval(
+        """Renew this process's deadline on every shard; restore its members where Redis
+        forgot them; remove and announce the members of dead processes. A shard that fails
+        is logged and tried again at the next beat; the others go on."""
+        for shard in range(clients.count()):
+            try:
+                await self._beat(shard)
+            except Exception:
+                logger.exception("presence heartbeat failed on shard %d; retrying", shard)
+
+    async def _beat(self, shard: int) -> None:
+        missing, epoch, dead = await clients.connect(shard).eval(
             _HEARTBEAT, 2, self._key("procs"), self._key("epoch"), self.process_id,
             self._ttl_ms, uuid.uuid4().hex,
         )  # fmt: skip
         if missing and self._claims:
-            await self.restore(lost=epoch != self._epoch)
-        self._epoch = epoch
+            await self.restore(shard, lost=epoch != self._epochs.get(shard))
+        self._epochs[shard] = epoch
         for process_id in dead:
-            await self._reap(process_id.decode(), own=False)
+            await self._reap(shard, process_id.decode(), own=False)
 
-    async def restore(self, lost: bool) -> None:
-        """Claim this process's members' nicknames again (module docstring): when Redis
-        `lost` its memory the earlier claim of a name wins, otherwise the one in Redis."""
+    async def restore(self, shard: int, lost: bool) -> None:
+        """Claim this process's members' nicknames on `shard` again (module docstring): when
+        Redis `lost` its memory the earlier claim of a name wins, otherwise the one in Redis."""
         layer = get_channel_layer()
+        claims = [
+            (channel, claim)
+            for channel, claim in self._claims.items()
+            if clients.shard_for(claim.group) == shard
+        ]
         logger.warning(
-            "presence: %s; restoring %d members",
+            "presence: %s on shard %d; restoring %d members",
             "Redis lost its keys" if lost else "this process was taken for dead",
-            len(self._claims),
+            shard,
+            len(claims),
         )
-        claims = list(self._claims.items())
-        async with clients.connect().pipeline(transaction=False) as pipe:
+        async with clients.connect(shard).pipeline(transaction=False) as pipe:
             for _, claim in claims:
                 pipe.eval(
                     _RESTORE,
@@ -193,8 +213,8 @@ class RedisPresence:
                 frames = protocol.joined(claim.room, nickname, now_ms())
                 await announce(layer, claim.group, frames)
 
-    async def _reap(self, process_id: str, own: bool) -> None:
-        gone = await clients.connect().eval(
+    async def _reap(self, shard: int, process_id: str, own: bool) -> None:
+        gone = await clients.connect(shard).eval(
             _REAP,
             3,
             self._key("procs"),
@@ -216,5 +236,9 @@ class RedisPresence:
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             self._heartbeat = None
-            await self._reap(self.process_id, own=True)
+            for shard in range(clients.count()):
+                try:
+                    await self._reap(shard, self.process_id, own=True)
+                except clients.BACKEND_ERRORS:  # its members expire with this process's record
+                    logger.warning("presence: shard %d unreachable at close", shard)
         self._claims.clear()

@@ -85,7 +85,8 @@ class RedisSequence:
         self._bound: _Scripts | None = None
 
     def _scripts(self) -> _Scripts:
-        """The scripts, registered with this event loop's client."""
+        """The scripts, registered with this event loop's client (and run on any shard's:
+        a shard that lacks one loads it)."""
         client = clients.connect()
         if self._bound is None or self._bound.client is not client:
             message, join = (client.register_script(s) for s in (_MESSAGE_SCRIPT, _JOIN_SCRIPT))
@@ -106,14 +107,15 @@ class RedisSequence:
             state.floor = self._pending(room)  # this process's own ids not yet written
         return state
 
-    async def _stamp(self, state: RoomState, script, keys, args: list) -> object:
-        """Run `script` with the state's floor; once more with the database's last id
-        when Redis has lost the room's counter."""
-        result = await script(keys=keys, args=[state.floor, 0, *args])
+    async def _stamp(self, group: str, state: RoomState, script, keys, args: list) -> object:
+        """Run `script` on the room's shard with the state's floor; once more with the
+        database's last id when Redis has lost the room's counter."""
+        client = clients.for_name(group)
+        result = await script(keys=keys, args=[state.floor, 0, *args], client=client)
         if result == MISSING:
             stored = await database_sync_to_async(stored_last_id)(state.room)
             state.floor = max(state.floor, stored)
-            result = await script(keys=keys, args=[state.floor, 1, *args])
+            result = await script(keys=keys, args=[state.floor, 1, *args], client=client)
         return result
 
     def observe(self, channel: str, event: dict) -> None:
@@ -132,6 +134,7 @@ class RedisSequence:
             text_frame, parts = protocol.message_parts(room, nickname, text)
             head = _layer_prefix({**event, protocol.TEXT: text_frame}, "id", more=1)
             message_id, ts = await self._stamp(
+                group,
                 state,
                 self._scripts().message,
                 self._keys(group),
@@ -153,6 +156,7 @@ class RedisSequence:
         head = _layer_prefix({**event, "joiner": channel}, "last")
         seq_key, _, _, channel_key = self._keys(group)
         last = await self._stamp(
+            group,
             state,
             self._scripts().join,
             [seq_key, channel_key],
@@ -168,7 +172,7 @@ class RedisSequence:
 
     async def recent(self, group: str, after: int, upto: int, limit: int) -> list[tuple[int, str]]:
         """Cached messages with after < id <= upto, the newest `limit`, oldest first."""
-        found = await clients.connect().zrevrangebyscore(
+        found = await clients.for_name(group).zrevrangebyscore(
             self._keys(group)[1], upto, f"({after}", start=0, num=limit, withscores=True
         )
         return [(int(score), frame.decode()) for frame, score in reversed(found)]
@@ -176,7 +180,7 @@ class RedisSequence:
     def forget(self, group: str, message_id: int) -> None:
         """A moderator deleted the message: drop it from the recent cache (synchronous)."""
         cache_key, size_key = self._keys(group)[1:3]
-        client = clients.connect_sync()
+        client = clients.connect_sync(group)
         frames = client.zrangebyscore(cache_key, message_id, message_id)
         if frames and client.zrem(cache_key, *frames):
             client.decrby(size_key, sum(len(frame) for frame in frames))
