@@ -4,6 +4,7 @@ events on its own shard, shared by two server processes."""
 import asyncio
 import time
 from collections import Counter
+from functools import partial
 
 import orjson
 import pytest
@@ -12,7 +13,7 @@ from rooms.core.groups import room_group
 from rooms.layers.redis_pubsub import ResilientRedisPubSubChannelLayer
 from rooms.state.shards import jump_hash, shard_of
 from tests.clients import join, recv, recv_json, wait_until
-from tests.test_presence import assert_refused_as_taken
+from tests.test_presence import api, assert_refused_as_taken
 
 pytestmark = pytest.mark.redis
 
@@ -140,6 +141,10 @@ async def test_nicknames_are_unique_and_members_listed_across_processes_on_each_
         assert await recv(alex) == f"Members of {room} (2): Alex, Nick"
         await nick.close()
         assert await recv(alex) == "Nick left the room"
+        members = await wait_until(
+            partial(lambda room: api(a, f"/api/rooms/{room}/")["members"], room), ["Alex"].__eq__
+        )
+        assert members == ["Alex"]  # the name is released after the leave notice
         again = await join(b, room, "nick")
         assert await recv(again) == f"nick joined {room}"
         await again.close()

@@ -14,22 +14,20 @@ nothing and answer MISSING, and are run again with the database's last id folded
 """
 
 from collections.abc import Callable
-from typing import NamedTuple
 
 import msgpack
-import redis.asyncio as aioredis
 from channels.db import database_sync_to_async
 
 from rooms.core import protocol
-from rooms.state import clients, lua
+from rooms.state import batches, clients, lua
 from rooms.state.rooms import RoomState, RoomStates
 from rooms.state.sequence import Stamp, stored_last_id
 
 # Both scripts answer -1, and change nothing, when the room's counter is missing (Redis
 # lost it, or the room's keys expired) and the caller's floor was not read from the
 # database just now (`fresh`): the caller reads it and calls again.
-_MESSAGE_SCRIPT = lua.script("message")  # rooms/state/lua/message.lua
-_JOIN_SCRIPT = lua.script("join")
+_MESSAGE_SCRIPT = batches.script(lua.script("message"))  # rooms/state/lua/message.lua
+_JOIN_SCRIPT = batches.script(lua.script("join"))
 
 MISSING = -1  # what the scripts answer when the room's counter is gone (above)
 
@@ -45,12 +43,6 @@ def _layer_prefix(fields: dict, next_key: str, more: int = 0) -> bytes:
 
 
 _JSON_KEY = msgpack.packb(protocol.JSON)
-
-
-class _Scripts(NamedTuple):
-    client: aioredis.Redis
-    message: object
-    join: object
 
 
 class RedisSequence:
@@ -82,16 +74,6 @@ class RedisSequence:
         self._pending = pending
         self.rooms = RoomStates(pending, sweep)
         self._group_channel = f"{prefix}__group__"
-        self._bound: _Scripts | None = None
-
-    def _scripts(self) -> _Scripts:
-        """The scripts, registered with this event loop's client (and run on any shard's:
-        a shard that lacks one loads it)."""
-        client = clients.connect()
-        if self._bound is None or self._bound.client is not client:
-            message, join = (client.register_script(s) for s in (_MESSAGE_SCRIPT, _JOIN_SCRIPT))
-            self._bound = _Scripts(client, message, join)
-        return self._bound
 
     def _keys(self, group: str) -> tuple[str, str, str, str]:
         return (
@@ -108,14 +90,14 @@ class RedisSequence:
         return state
 
     async def _stamp(self, group: str, state: RoomState, script, keys, args: list) -> object:
-        """Run `script` on the room's shard with the state's floor; once more with the
-        database's last id when Redis has lost the room's counter."""
-        client = clients.for_name(group)
-        result = await script(keys=keys, args=[state.floor, 0, *args], client=client)
+        """Run `script` on the room's shard (batched, rooms.state.batches) with the state's
+        floor; once more with the database's last id when Redis has lost the room's counter."""
+        shard = clients.shard_for(group)
+        result = await batches.call(shard, script, keys, [state.floor, 0, *args])
         if result == MISSING:
             stored = await database_sync_to_async(stored_last_id)(state.room)
             state.floor = max(state.floor, stored)
-            result = await script(keys=keys, args=[state.floor, 1, *args], client=client)
+            result = await batches.call(shard, script, keys, [state.floor, 1, *args])
         return result
 
     def observe(self, channel: str, event: dict) -> None:
@@ -136,7 +118,7 @@ class RedisSequence:
             message_id, ts = await self._stamp(
                 group,
                 state,
-                self._scripts().message,
+                _MESSAGE_SCRIPT,
                 self._keys(group),
                 [self._cache_size, self._cache_bytes, self._ttl_ms, *parts]
                 + ([head, _JSON_KEY] if self.publishes else [b"", b""]),
@@ -158,7 +140,7 @@ class RedisSequence:
         last = await self._stamp(
             group,
             state,
-            self._scripts().join,
+            _JOIN_SCRIPT,
             [seq_key, channel_key],
             [self._ttl_ms, head if self.publishes else b""],
         )
@@ -188,4 +170,3 @@ class RedisSequence:
     async def close(self) -> None:
         """Forget every room (the Redis client is closed by rooms.state.clients)."""
         self.rooms.clear()
-        self._bound = None
