@@ -217,3 +217,29 @@ async def test_a_stopped_shard_stops_only_its_rooms_and_they_recover_by_themselv
     await assert_refused_as_taken(await join(a, stormy, "hearer"), "hearer")
     for ws in (*speakers.values(), *hearers.values()):
         await ws.close()
+
+
+async def test_a_room_moved_to_a_new_shard_keeps_its_ids_and_history(start_server, redis_shards):
+    first = {"REDIS_URL": redis_shards[0].url, "REDIS_PREFIX": "shards"}
+    moving = room_on(1)  # on shard 0 alone, then on shard 1 of two
+    old = start_server("serve", **first)
+    sender = await joined(old, moving, "Sender")
+    for n in range(5):
+        await sender.send(said(f"before {n}"))
+    assert [event["id"] for event in await messages(sender, 5)] == [1, 2, 3, 4, 5]
+    await sender.close()
+    old.stop()  # its history written; every process restarted with the new shard list
+
+    both = f"{redis_shards[0].url},{redis_shards[1].url}"
+    new = start_server("serve", REDIS_URL=both, REDIS_PREFIX="shards")
+    back = await join(new, moving, "Back", format="json", since="2")
+    assert (await recv_json(back))["last_id"] == 5
+    replayed = await messages(back, 3)  # from the database: the new shard has no cache yet
+    assert [(event["id"], event["text"]) for event in replayed] == [
+        (3 + n, f"before {2 + n}") for n in range(3)
+    ]
+    await back.send(said("after"))
+    assert [(e["id"], e["text"]) for e in await messages(back, 1)] == [(6, "after")]
+    with redis_shards[1].client() as client:
+        assert client.exists(f"shards:seq:{room_group(moving)}")
+    await back.close()
