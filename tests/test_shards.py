@@ -12,7 +12,7 @@ import pytest
 from rooms.core.groups import room_group
 from rooms.layers.redis_pubsub import ResilientRedisPubSubChannelLayer
 from rooms.state.shards import jump_hash, shard_of
-from tests.clients import join, recv, recv_json, wait_until
+from tests.clients import get_json, join, recv, recv_json, wait_until
 from tests.test_presence import api, assert_refused_as_taken
 
 pytestmark = pytest.mark.redis
@@ -188,6 +188,7 @@ async def test_a_stopped_shard_stops_only_its_rooms_and_they_recover_by_themselv
     await speakers[stormy].send(said("during"))
     refused = await next_of(speakers[stormy], "error")
     assert (refused["type"], refused["code"]) == ("error", "SERVICE_UNAVAILABLE")
+    assert get_json(a, "/readyz")[0] == get_json(b, "/readyz")[0] == 200  # one shard answers
     for n in range(5):  # the other shard's room goes on, on both processes
         await speakers[calm].send(said(f"during {n}"))
     assert [event["text"] for event in await messages(hearers[calm], 5)] == [

@@ -41,7 +41,7 @@ def shard_for(name: str) -> int:
     return shards.shard_of(name, count())
 
 
-def connect(shard: int = 0) -> aioredis.Redis:
+def connect(shard: int) -> aioredis.Redis:
     """This event loop's client for one shard, its commands sharing REDIS_POOL_SIZE
     connections."""
     loop_clients = _clients.setdefault(asyncio.get_running_loop(), {})
