@@ -61,7 +61,7 @@ async def run(rooms: int, messages: int, concurrency: int, prefix: str) -> None:
             pubsub = clients.connect(shard).pubsub()
             mine = [n for n in names if clients.shard_for(room_group(n)) == shard]
             if mine:
-                await pubsub.subscribe(*(f"{prefix}__group__{room_group(n)}" for n in mine))
+                await pubsub.subscribe(*(f"{prefix}__group__{{{room_group(n)}}}" for n in mine))
                 subscribers.append(asyncio.ensure_future(_drain(pubsub)))
     for name in names:  # each room's counter made (and the database read) before measuring
         await sequence.publish(None, room_group(name), name, "Nick", "warm", room_event())

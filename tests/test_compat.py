@@ -102,7 +102,7 @@ async def test_a_message_and_a_join_built_in_lua_are_the_bytes_the_layer_would_s
     layer = ResilientRedisPubSubChannelLayer(hosts=[redis_env["REDIS_URL"]], prefix=prefix)
     sequence = RedisSequence(prefix, 10, 10_000, 60, True, lambda room: 0, 1.0)
     listener = aioredis.Redis.from_url(redis_env["REDIS_URL"]).pubsub()
-    await listener.subscribe(f"{prefix}__group__room.Room1")
+    await listener.subscribe(f"{prefix}__group__{{room.Room1}}")
     await listener.get_message(timeout=1)  # the subscription's confirmation
 
     async def published() -> bytes:

@@ -120,7 +120,7 @@ async def test_each_room_keeps_one_order_across_processes_on_its_own_shard(
         assert {event["room"] for event in streams[0]} == {room}
     for shard, room in enumerate(rooms):  # the room's keys on its shard, none on the other
         own, other = redis_shards[shard], redis_shards[1 - shard]
-        assert f"shards:seq:{room_group(room)}" in keys_of(own)
+        assert f"shards:seq:{{{room_group(room)}}}" in keys_of(own)
         assert f"shards:members:{room_group(room)}" in keys_of(own)
         assert not any(room_group(room) in key for key in keys_of(other))
     for ws in (ws for room in rooms for ws in clients[room]):
@@ -242,5 +242,5 @@ async def test_a_room_moved_to_a_new_shard_keeps_its_ids_and_history(start_serve
     await back.send(said("after"))
     assert [(e["id"], e["text"]) for e in await messages(back, 1)] == [(6, "after")]
     with redis_shards[1].client() as client:
-        assert client.exists(f"shards:seq:{room_group(moving)}")
+        assert client.exists(f"shards:seq:{{{room_group(moving)}}}")
     await back.close()

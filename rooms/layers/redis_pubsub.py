@@ -34,6 +34,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from rooms import internals
 from rooms.core.queues import SingleReaderQueue
+from rooms.layers.cluster_pubsub import ClusterShard
 from rooms.layers.fanout import FANOUT, Members, Receiver
 from rooms.state import shards
 
@@ -154,39 +155,49 @@ class ResubscribingShard(RedisSingleShardConnection):
             return
 
     def _receive_message(self, message: dict | None) -> None:
-        if message is None:
-            return
-        layer = self.channel_layer
-        name = message["channel"]
-        name = name.decode() if isinstance(name, bytes) else name
-        if name in layer.members.controls:
-            layer.members.control(name, layer.channel_layer.deserialize(message["data"]))
-            return
-        members = layer.groups.get(name)
-        if name in layer.channels or not members:
-            super()._receive_message(message)
-            return
-        event = layer.channel_layer.deserialize(message["data"])
-        observer = layer.channel_layer.observer
-        if observer is not None:
-            observer(name, event)
-        layer.members.deliver(members, event, layer.queue)
+        if message is not None:
+            self.channel_layer.receive_message(message)
 
 
 class ResilientLoopLayer(RedisPubSubLoopLayer):
     """The per-event-loop layer, with resubscribing shards."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, cluster: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._shards = [ResubscribingShard(shard.host, self) for shard in self._shards]
+        if cluster:  # one connection to the whole cluster (rooms.layers.cluster_pubsub)
+            urls = [shard.host["address"] for shard in self._shards]
+            self._shards = [ClusterShard(urls, self.receive_message)]
+        else:
+            self._shards = [ResubscribingShard(shard.host, self) for shard in self._shards]
         self.members = Members()
-        self._group_channel = self._get_group_channel_name("")
+        self._group_channel = f"{self.prefix}__group__"
+
+    def _get_group_channel_name(self, group: str) -> str:
+        # The group in a hash tag: in a Redis Cluster the room's keys and channel share
+        # its slot (rooms.state.shards.tagged).
+        return f"{self.prefix}__group__{shards.tagged(group)}"
+
+    def receive_message(self, message: dict) -> None:
+        """A message on one of this layer's channels: a member's own, or a group's, whose
+        message is decoded once and handed to every local member."""
+        name = message["channel"]
+        name = name.decode() if isinstance(name, bytes) else name
+        if name in self.members.controls:
+            self.members.control(name, self.channel_layer.deserialize(message["data"]))
+        elif name in self.channels:
+            self.channels[name].put_nowait(message["data"])
+        elif members := self.groups.get(name):
+            event = self.channel_layer.deserialize(message["data"])
+            observer = self.channel_layer.observer
+            if observer is not None:
+                observer(name, event)
+            self.members.deliver(members, event, self.queue)
 
     def _get_shard(self, channel_or_group_name: str) -> ResubscribingShard:
         # A group's channel by its group, as rooms.state.clients picks the room's shard.
         name = channel_or_group_name
         if name.startswith(self._group_channel):
-            name = name[len(self._group_channel) :]
+            name = shards.untagged(name[len(self._group_channel) :])
         return self._shards[shards.shard_of(name, len(self._shards))]
 
     def attach(self, channel: str, receiver: Receiver, control: Receiver) -> None:

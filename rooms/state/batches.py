@@ -11,7 +11,7 @@ leaves on the loop's next turn.
 import asyncio
 import hashlib
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from redis.exceptions import NoScriptError
@@ -38,11 +38,17 @@ class _Call(NamedTuple):
     script: Script
     keys: Sequence
     args: Sequence
-    result: asyncio.Future
+    result: asyncio.Future | None  # None when not batched
 
 
 async def call(shard: int, script: Script, keys: Sequence, args: Sequence) -> object:
     """Run `script` on `shard` with the other calls made this turn; its reply, or its error."""
+    if clients.cluster():  # redis-py refuses EVALSHA in a cluster pipeline: one call each
+        call = _Call(script, keys, args, None)
+        (reply,) = await _run(clients.connect(shard), [call], _alone)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
     loop = asyncio.get_running_loop()
     batches = _batches.get(loop)
     if batches is None:
@@ -68,7 +74,7 @@ class _Batches:
     async def _send(self, shard: int) -> None:
         calls = self._queued.pop(shard)
         try:
-            replies = await _run(clients.connect(shard), calls)
+            replies = await _run(clients.connect(shard), calls, _pipeline)
         except BaseException as exc:  # the connection failed: every call gets the error
             for call in calls:
                 if not call.result.done():
@@ -85,15 +91,16 @@ class _Batches:
                 call.result.set_result(reply)
 
 
-async def _run(client, calls: list[_Call]) -> list:
-    """Each call's reply or error, in order; scripts the shard does not know are loaded and
-    their calls run again (after a restart of Redis, or on a shard seen for the first time)."""
-    replies = await _pipeline(client, calls)
+async def _run(client, calls: list[_Call], send: Callable) -> list:
+    """Each call's reply or error, in order, sent by `send`; scripts the shard does not know
+    are loaded and their calls run again (after a restart of Redis, or on a shard seen for
+    the first time)."""
+    replies = await send(client, calls)
     unknown = [n for n, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
     if unknown:
         for source in {calls[n].script.source for n in unknown}:
             await client.script_load(source)
-        again = await _pipeline(client, [calls[n] for n in unknown])
+        again = await send(client, [calls[n] for n in unknown])
         for n, reply in zip(unknown, again, strict=True):
             replies[n] = reply
     return replies
@@ -104,3 +111,11 @@ async def _pipeline(client, calls: list[_Call]) -> list:
         for call in calls:
             pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
         return await pipe.execute(raise_on_error=False)
+
+
+async def _alone(client, calls: list[_Call]) -> list:
+    (call,) = calls
+    try:
+        return [await client.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)]
+    except NoScriptError as exc:
+        return [exc]

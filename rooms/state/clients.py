@@ -15,12 +15,15 @@ timeout, which then killed the consumers before they announced their leaves
 import asyncio
 import weakref
 from functools import cache
+from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio as aioredis
 from django.conf import settings
+from redis.cluster import ClusterNode
 from redis.exceptions import RedisError
 
+from rooms.layers.cluster_pubsub import cluster_client
 from rooms.state import shards
 
 BACKEND_ERRORS = (RedisError, OSError, TimeoutError)
@@ -31,9 +34,15 @@ _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, aioredi
 )
 
 
+def cluster() -> bool:
+    """Whether REDIS_URL names the seed nodes of one Redis Cluster (REDIS_CLUSTER)."""
+    return settings.REDIS_CLUSTER
+
+
 def count() -> int:
-    """How many shards REDIS_URL lists."""
-    return len(settings.REDIS_URLS)
+    """How many shards room state is spread over: those REDIS_URL lists, or one Redis
+    Cluster, which places each key itself."""
+    return 1 if settings.REDIS_CLUSTER else len(settings.REDIS_URLS)
 
 
 def shard_for(name: str) -> int:
@@ -46,7 +55,12 @@ def connect(shard: int) -> aioredis.Redis:
     connections."""
     loop_clients = _clients.setdefault(asyncio.get_running_loop(), {})
     client = loop_clients.get(shard)
-    if client is None:
+    if client is None and settings.REDIS_CLUSTER:
+        # REDIS_POOL_SIZE connections per master, here failing beyond them: redis-py's
+        # cluster client has no blocking pool.
+        client = cluster_client(settings.REDIS_URLS, max_connections=settings.REDIS_POOL_SIZE)
+        loop_clients[shard] = client
+    elif client is None:
         pool = aioredis.BlockingConnectionPool.from_url(
             settings.REDIS_URLS[shard], max_connections=settings.REDIS_POOL_SIZE
         )
@@ -62,12 +76,21 @@ def for_name(name: str) -> aioredis.Redis:
 def connect_sync(name: str) -> redis.Redis:
     """A client for synchronous code (the admin, management commands), of the shard owning
     `name`."""
+    if settings.REDIS_CLUSTER:
+        return _sync_cluster(tuple(settings.REDIS_URLS))
     return _sync_client(settings.REDIS_URLS[shard_for(name)])
 
 
 @cache
 def _sync_client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url)
+
+
+@cache
+def _sync_cluster(urls: tuple[str, ...]) -> redis.RedisCluster:
+    seeds = [urlsplit(url) for url in urls]
+    nodes = [ClusterNode(seed.hostname or "127.0.0.1", seed.port or 6379) for seed in seeds]
+    return redis.RedisCluster.from_url(urls[0], startup_nodes=nodes)
 
 
 async def close() -> None:

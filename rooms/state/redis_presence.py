@@ -15,7 +15,8 @@ one heartbeat period). Keys, all under REDIS_PREFIX:
 
 With several shards (rooms.state.shards) each shard holds these keys for its own rooms, and
 a process beats, restores and reaps on each shard on its own: a shard that restarts or is
-unreachable concerns only its rooms.
+unreachable concerns only its rooms. In a Redis Cluster, presence has CLUSTER_SHARDS shards
+of its own, each a hash tag (`<p>:{presence.<n>}:members:<group>` ...).
 
 Redis may forget all this (a restart without persistence, a failover to a replica that
 lagged, eviction). Each process keeps its own members' claims and, on the heartbeat that
@@ -39,7 +40,7 @@ from channels.layers import get_channel_layer
 from rooms.core import errors, names, protocol
 from rooms.core.events import evict, now_ms
 from rooms.core.groups import room_group
-from rooms.state import clients, lua
+from rooms.state import clients, lua, shards
 from rooms.state.presence import sorted_nicknames
 from rooms.state.sequence import announce
 
@@ -52,6 +53,26 @@ _RELEASE = lua.script("release")
 _RESTORE = lua.script("restore")
 _HEARTBEAT = lua.script("heartbeat")
 _REAP = lua.script("reap")
+
+
+# In a Redis Cluster, presence is kept in this many hash tags, each a shard of its own
+# (a claim touches the room's members and the shard's process records at once).
+CLUSTER_SHARDS = 16
+
+
+def _shards() -> range:
+    return range(CLUSTER_SHARDS if clients.cluster() else clients.count())
+
+
+def _shard_for(group: str) -> int:
+    if clients.cluster():
+        return shards.shard_of(group, CLUSTER_SHARDS)
+    return clients.shard_for(group)
+
+
+def _client(shard: int):
+    """The client of a presence shard: one Redis of REDIS_URL's, or the cluster's."""
+    return clients.connect(0 if clients.cluster() else shard)
 
 
 class Claim(NamedTuple):
@@ -77,24 +98,26 @@ class RedisPresence:
         self._claims: dict[str, Claim] = {}  # channel -> its member's claim
         self._epochs: dict[int, bytes] = {}  # shard -> its epoch when last beaten
 
-    def _key(self, kind: str, name: str = "") -> str:
-        return f"{self._prefix}:{kind}:{name}" if name else f"{self._prefix}:{kind}"
+    def _key(self, shard: int, kind: str, name: str = "") -> str:
+        # In a Redis Cluster a presence shard is a hash tag: a claim's keys share its slot.
+        tag = shards.tagged(f"presence.{shard}") + ":" if clients.cluster() else ""
+        return f"{self._prefix}:{tag}{kind}:{name}" if name else f"{self._prefix}:{tag}{kind}"
 
     async def claim(self, room: str, group: str, nickname: str, channel: str) -> None:
         """Make `nickname` this channel's in the room, atomically, or raise NICKNAME_TAKEN."""
-        shard = clients.shard_for(group)
+        shard = _shard_for(group)
         await self._ensure_heartbeat(shard)
         since = now_ms()
         key = names.nickname_key(nickname)
         entry = orjson.dumps(
             {"n": nickname, "p": self.process_id, "c": channel, "r": room, "t": since}
         )
-        claimed = await clients.connect(shard).eval(
+        claimed = await _client(shard).eval(
             _CLAIM,
             3,
-            self._key("members", group),
-            self._key("proc", self.process_id),
-            self._key("active"),
+            self._key(shard, "members", group),
+            self._key(shard, "proc", self.process_id),
+            self._key(shard, "active"),
             key,
             entry,
             group,
@@ -109,11 +132,12 @@ class RedisPresence:
         claim = self._claims.pop(channel, None)
         if claim is None:
             return
-        await clients.for_name(group).eval(
+        shard = _shard_for(group)
+        await _client(shard).eval(
             _RELEASE,
             2,
-            self._key("members", group),
-            self._key("active"),
+            self._key(shard, "members", group),
+            self._key(shard, "active"),
             claim.key,
             claim.entry,
             group,
@@ -121,18 +145,19 @@ class RedisPresence:
 
     async def members(self, group: str) -> list[str]:
         """Nicknames in the room, sorted case-insensitively."""
-        entries = await clients.for_name(group).hvals(self._key("members", group))
+        shard = _shard_for(group)
+        entries = await _client(shard).hvals(self._key(shard, "members", group))
         return sorted_nicknames(orjson.loads(entry)["n"] for entry in entries)
 
     async def occupied(self) -> dict[str, int]:
         """Room name -> member count, for every room with members (on every shard)."""
         found: dict[str, int] = {}
-        for shard in range(clients.count()):
-            client = clients.connect(shard)
-            active = await client.hgetall(self._key("active"))
+        for shard in _shards():
+            client = _client(shard)
+            active = await client.hgetall(self._key(shard, "active"))
             async with client.pipeline(transaction=False) as pipe:
                 for group in active:
-                    pipe.hlen(self._key("members", group.decode()))
+                    pipe.hlen(self._key(shard, "members", group.decode()))
                 counts = await pipe.execute()
             for name, count in zip(active.values(), counts, strict=True):
                 if count:
@@ -154,15 +179,15 @@ class RedisPresence:
         """Renew this process's deadline on every shard; restore its members where Redis
         forgot them; remove and announce the members of dead processes. A shard that fails
         is logged and tried again at the next beat; the others go on."""
-        for shard in range(clients.count()):
+        for shard in _shards():
             try:
                 await self._beat(shard)
             except Exception:
                 logger.exception("presence heartbeat failed on shard %d; retrying", shard)
 
     async def _beat(self, shard: int) -> None:
-        missing, epoch, dead = await clients.connect(shard).eval(
-            _HEARTBEAT, 2, self._key("procs"), self._key("epoch"), self.process_id,
+        missing, epoch, dead = await _client(shard).eval(
+            _HEARTBEAT, 2, self._key(shard, "procs"), self._key(shard, "epoch"), self.process_id,
             self._ttl_ms, uuid.uuid4().hex,
         )  # fmt: skip
         if missing and self._claims:
@@ -178,7 +203,7 @@ class RedisPresence:
         claims = [
             (channel, claim)
             for channel, claim in self._claims.items()
-            if clients.shard_for(claim.group) == shard
+            if _shard_for(claim.group) == shard
         ]
         logger.warning(
             "presence: %s on shard %d; restoring %d members",
@@ -186,14 +211,14 @@ class RedisPresence:
             shard,
             len(claims),
         )
-        async with clients.connect(shard).pipeline(transaction=False) as pipe:
+        async with _client(shard).pipeline(transaction=False) as pipe:
             for _, claim in claims:
                 pipe.eval(
                     _RESTORE,
                     3,
-                    self._key("members", claim.group),
-                    self._key("proc", self.process_id),
-                    self._key("active"),
+                    self._key(shard, "members", claim.group),
+                    self._key(shard, "proc", self.process_id),
+                    self._key(shard, "active"),
                     claim.key,
                     claim.entry,
                     claim.group,
@@ -214,14 +239,14 @@ class RedisPresence:
                 await announce(layer, claim.group, frames)
 
     async def _reap(self, shard: int, process_id: str, own: bool) -> None:
-        gone = await clients.connect(shard).eval(
+        gone = await _client(shard).eval(
             _REAP,
             3,
-            self._key("procs"),
-            self._key("proc", process_id),
-            self._key("active"),
+            self._key(shard, "procs"),
+            self._key(shard, "proc", process_id),
+            self._key(shard, "active"),
             process_id,
-            f"{self._prefix}:members:",
+            self._key(shard, "members") + ":",
             "self" if own else "",
         )
         layer = get_channel_layer()
@@ -236,7 +261,7 @@ class RedisPresence:
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             self._heartbeat = None
-            for shard in range(clients.count()):
+            for shard in _shards():
                 try:
                     await self._reap(shard, self.process_id, own=True)
                 except clients.BACKEND_ERRORS:  # its members expire with this process's record

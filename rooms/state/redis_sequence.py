@@ -19,7 +19,7 @@ import msgpack
 from channels.db import database_sync_to_async
 
 from rooms.core import protocol
-from rooms.state import batches, clients, lua
+from rooms.state import batches, clients, lua, shards
 from rooms.state.rooms import RoomState, RoomStates
 from rooms.state.sequence import Stamp, stored_last_id
 
@@ -28,6 +28,11 @@ from rooms.state.sequence import Stamp, stored_last_id
 # database just now (`fresh`): the caller reads it and calls again.
 _MESSAGE_SCRIPT = batches.script(lua.script("message"))  # rooms/state/lua/message.lua
 _JOIN_SCRIPT = batches.script(lua.script("join"))
+# In a Redis Cluster, room events go by sharded pub/sub: published on the room's master only.
+_SHARDED = {
+    script: batches.script(script.source.replace("'PUBLISH'", "'SPUBLISH'"))
+    for script in (_MESSAGE_SCRIPT, _JOIN_SCRIPT)
+}
 
 MISSING = -1  # what the scripts answer when the room's counter is gone (above)
 
@@ -76,11 +81,13 @@ class RedisSequence:
         self._group_channel = f"{prefix}__group__"
 
     def _keys(self, group: str) -> tuple[str, str, str, str]:
+        # One hash tag: in a Redis Cluster all four share the room's slot.
+        tag = shards.tagged(group)
         return (
-            f"{self._prefix}:seq:{group}",
-            f"{self._prefix}:recent:{group}",
-            f"{self._prefix}:recent-bytes:{group}",
-            f"{self._group_channel}{group}",
+            f"{self._prefix}:seq:{tag}",
+            f"{self._prefix}:recent:{tag}",
+            f"{self._prefix}:recent-bytes:{tag}",
+            f"{self._group_channel}{tag}",
         )
 
     def _hold(self, group: str, room: str) -> RoomState:
@@ -93,6 +100,8 @@ class RedisSequence:
         """Run `script` on the room's shard (batched, rooms.state.batches) with the state's
         floor; once more with the database's last id when Redis has lost the room's counter."""
         shard = clients.shard_for(group)
+        if clients.cluster():
+            script = _SHARDED[script]
         result = await batches.call(shard, script, keys, [state.floor, 0, *args])
         if result == MISSING:
             stored = await database_sync_to_async(stored_last_id)(state.room)
@@ -102,7 +111,7 @@ class RedisSequence:
 
     def observe(self, channel: str, event: dict) -> None:
         """A room event went by on a group channel: no later id may be at or below its id."""
-        state = self.rooms.get(channel[len(self._group_channel) :])
+        state = self.rooms.get(shards.untagged(channel[len(self._group_channel) :]))
         seen = event.get("id") or event.get("last")
         if state is not None and seen and seen > state.floor:
             state.floor = seen

@@ -29,3 +29,14 @@ def shard_of(name: str, shards: int) -> int:
         return 0
     digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
     return jump_hash(int.from_bytes(digest, "big"), shards)
+
+
+def tagged(group: str) -> str:
+    """`group` as a Redis Cluster hash tag: every key and channel of a room names it so, and
+    they all share the room's slot."""
+    return f"{{{group}}}"
+
+
+def untagged(name: str) -> str:
+    """The group in a `tagged` name."""
+    return name[1:-1] if name.startswith("{") and name.endswith("}") else name
