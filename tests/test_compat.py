@@ -25,6 +25,7 @@ def test_every_name_the_server_relies_on_is_in_the_installed_libraries():
         "twisted",
         "channels",
         "channels_redis",
+        "redis",
     }
 
 

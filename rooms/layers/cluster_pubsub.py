@@ -20,6 +20,8 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from rooms import internals
+
 logger = logging.getLogger(__name__)
 
 RETRY_FIRST = 0.1  # seconds before the first resubscription attempt
@@ -58,6 +60,7 @@ class ClusterShard:
     some subscriptions are being restored."""
 
     def __init__(self, urls: list[str], receive: Callable[[dict], None]) -> None:
+        internals.require("redis")
         self.host = {"address": urls[0]}
         self._urls = urls
         self._receive = receive
