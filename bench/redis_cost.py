@@ -1,12 +1,14 @@
 """What a chat message costs Redis: the message script run for MESSAGES messages over ROOMS
 rooms, in process (no server, no clients), against the shards of REDIS_URL, each room's
-channel subscribed by two connections as two server processes would. Per shard it prints
-the script's time from `INFO commandstats` (every command, the script's inner ones inside
-it), Redis' whole CPU time (`used_cpu_user` + `used_cpu_sys`: parsing, replies, pub/sub
+channel subscribed by two channel layers as by two server processes. Per Redis server (a
+shard, or a cluster master) it prints the script's time from `INFO commandstats` (every
+command, the script's inner ones inside it; wall-clock time, which a busy machine swells),
+Redis' whole CPU time (`used_cpu_user` + `used_cpu_sys`: parsing, replies, pub/sub
 delivery too), and the ceiling that CPU time allows.
 
     REDIS_URL=redis://127.0.0.1:6379/13,redis://127.0.0.1:6380/13 \\
         .venv/bin/python -m bench.redis_cost
+    REDIS_CLUSTER=1 REDIS_URL=<every master, comma-separated> .venv/bin/python -m bench.redis_cost
 
 The machine's other work shares Redis' cores: run it on a quiet machine, more than once.
 """
@@ -18,6 +20,7 @@ import tempfile
 import time
 
 import django
+import redis.asyncio as aioredis
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
 os.environ.setdefault("DATABASE_URL", f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3")
@@ -28,6 +31,7 @@ from django.core.management import call_command  # noqa: E402
 
 from rooms.core.events import room_event  # noqa: E402
 from rooms.core.groups import room_group  # noqa: E402
+from rooms.layers.redis_pubsub import ResilientRedisPubSubChannelLayer  # noqa: E402
 from rooms.state import clients  # noqa: E402
 from rooms.state.redis_sequence import RedisSequence  # noqa: E402
 
@@ -38,9 +42,8 @@ def _cpu(info: dict) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-async def _drain(pubsub) -> None:
-    while True:
-        await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+async def _stats(node) -> tuple[float, dict]:
+    return _cpu(await node.info("cpu")), await node.info("commandstats")
 
 
 async def run(rooms: int, messages: int, concurrency: int, prefix: str) -> None:
@@ -54,22 +57,24 @@ async def run(rooms: int, messages: int, concurrency: int, prefix: str) -> None:
         sweep=1.0,
     )
     names = [f"Bench{n}" for n in range(rooms)]
-    shards = clients.count()
-    subscribers = []
-    for _ in range(2):  # two server processes, each subscribed to every room's channel
-        for shard in range(shards):
-            pubsub = clients.connect(shard).pubsub()
-            mine = [n for n in names if clients.shard_for(room_group(n)) == shard]
-            if mine:
-                await pubsub.subscribe(*(f"{prefix}__group__{{{room_group(n)}}}" for n in mine))
-                subscribers.append(asyncio.ensure_future(_drain(pubsub)))
+    # Two server processes' layers, each subscribed to every room's channel.
+    layers = [
+        ResilientRedisPubSubChannelLayer(
+            hosts=settings.REDIS_URLS, prefix=prefix, cluster=settings.REDIS_CLUSTER
+        )
+        for _ in range(2)
+    ]
+    for layer in layers:
+        member = await layer.new_channel()  # its messages go nowhere: only Redis is measured
+        for name in names:
+            await layer.group_add(room_group(name), member)
     for name in names:  # each room's counter made (and the database read) before measuring
         await sequence.publish(None, room_group(name), name, "Nick", "warm", room_event())
-    before = []
-    for shard in range(shards):
-        client = clients.connect(shard)
-        await client.config_resetstat()
-        before.append(_cpu(await client.info("cpu")))
+    # Each Redis server (shard, or cluster master) on its own.
+    nodes = [aioredis.Redis.from_url(url) for url in settings.REDIS_URLS]
+    for node in nodes:
+        await node.config_resetstat()
+    before = [(await _stats(node))[0] for node in nodes]
     queue = asyncio.Queue()
     for n in range(messages):
         queue.put_nowait(names[n % rooms])
@@ -82,37 +87,29 @@ async def run(rooms: int, messages: int, concurrency: int, prefix: str) -> None:
     started = time.perf_counter()
     await asyncio.gather(*(sender() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
-    print(f"{messages} messages over {rooms} rooms and {shards} shard(s) in {elapsed:.2f} s")
-    for shard in range(shards):
-        client = clients.connect(shard)
-        cpu = _cpu(await client.info("cpu")) - before[shard]
-        stats = await client.info("commandstats")
-        count = sum(
-            messages // rooms + (n < messages % rooms)
-            for n, name in enumerate(names)
-            if clients.shard_for(room_group(name)) == shard
-        )
+    mode = "cluster masters" if settings.REDIS_CLUSTER else "shard(s)"
+    print(f"{messages} messages over {rooms} rooms and {len(nodes)} {mode} in {elapsed:.2f} s")
+    for url, node, cpu_before in zip(settings.REDIS_URLS, nodes, before, strict=True):
+        cpu, stats = await _stats(node)
         script = stats.get("cmdstat_evalsha", {"usec": 0, "calls": 0})
+        count = script["calls"] - script.get("failed_calls", 0) - script.get("rejected_calls", 0)
         inner = ", ".join(
             f"{name.removeprefix('cmdstat_')} {stat['usec'] / max(count, 1):.1f}"
             for name, stat in sorted(stats.items(), key=lambda item: -item[1]["usec"])
-            if name not in ("cmdstat_info", "cmdstat_config", "cmdstat_evalsha")
+            if name not in ("cmdstat_info", "cmdstat_config|resetstat", "cmdstat_evalsha")
         )
-        per_message = cpu * 1e6 / max(count, 1)
-        per_call = script["usec"] / max(script["calls"], 1)
+        per_message = (cpu - cpu_before) * 1e6 / max(count, 1)
         print(
-            f"shard {shard}: {count} messages; script {per_call:.1f}"
-            f" us per call; Redis CPU {per_message:.1f} us per message, a ceiling near"
-            f" {1e6 / per_message:,.0f} messages/s per shard\n  inside, us per message: {inner}"
+            f"{url}: {count} messages; script {script['usec'] / max(script['calls'], 1):.1f}"
+            f" us per call (wall clock); Redis CPU {per_message:.1f} us per message, a ceiling"
+            f" near {1e6 / per_message:,.0f} messages/s\n  inside, us per message: {inner}"
         )
-    for task in subscribers:
-        task.cancel()
-    await asyncio.gather(*subscribers, return_exceptions=True)
-    for shard in range(shards):
-        client = clients.connect(shard)
-        keys = [key async for key in client.scan_iter(f"{prefix}*")]
-        if keys:
-            await client.delete(*keys)
+        keys = [key async for key in node.scan_iter(f"{prefix}*")]
+        for key in keys:
+            await node.delete(key)
+        await node.aclose()
+    for layer in layers:
+        await layer.flush()
     await clients.close()
 
 

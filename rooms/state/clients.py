@@ -56,10 +56,9 @@ def connect(shard: int) -> aioredis.Redis:
     loop_clients = _clients.setdefault(asyncio.get_running_loop(), {})
     client = loop_clients.get(shard)
     if client is None and settings.REDIS_CLUSTER:
-        # REDIS_POOL_SIZE connections per master, here failing beyond them: redis-py's
-        # cluster client has no blocking pool.
-        client = cluster_client(settings.REDIS_URLS, max_connections=settings.REDIS_POOL_SIZE)
-        loop_clients[shard] = client
+        # Unbounded: redis-py's cluster client has no blocking pool, and a bounded one
+        # fails the commands beyond it (MaxConnectionsError) instead of queueing them.
+        client = loop_clients[shard] = cluster_client(settings.REDIS_URLS)
     elif client is None:
         pool = aioredis.BlockingConnectionPool.from_url(
             settings.REDIS_URLS[shard], max_connections=settings.REDIS_POOL_SIZE
