@@ -11,7 +11,9 @@ not reach this process's members.
 
 With several hosts (a comma-separated REDIS_URL), a group's channel lives on the shard that
 owns the group in rooms.state.shards, where the message script publishes the room's events;
-channels-redis' own hash (CRC32 over the channel name) would pick another.
+channels-redis' own hash (CRC32 over the channel name) would pick another. On a Redis
+Cluster (REDIS_CLUSTER) one ClusterShard stands for them all, on sharded pub/sub
+(rooms.layers.cluster_pubsub).
 
 It also decodes a group message once per process, not once per member: every local member
 gets the same dict (consumers never mutate events), so the work of a delivery, and the

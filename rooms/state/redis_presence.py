@@ -190,8 +190,8 @@ class RedisPresence:
             _HEARTBEAT, 2, self._key(shard, "procs"), self._key(shard, "epoch"), self.process_id,
             self._ttl_ms, uuid.uuid4().hex,
         )  # fmt: skip
-        if missing and self._claims:
-            await self.restore(shard, lost=epoch != self._epochs.get(shard))
+        if missing and shard in self._epochs:  # not its first beat: Redis forgot this process
+            await self.restore(shard, lost=epoch != self._epochs[shard])
         self._epochs[shard] = epoch
         for process_id in dead:
             await self._reap(shard, process_id.decode(), own=False)
@@ -205,6 +205,8 @@ class RedisPresence:
             for channel, claim in self._claims.items()
             if _shard_for(claim.group) == shard
         ]
+        if not claims:
+            return
         logger.warning(
             "presence: %s on shard %d; restoring %d members",
             "Redis lost its keys" if lost else "this process was taken for dead",
