@@ -183,7 +183,12 @@ STORAGES = {
 # Channel layer: in-process unless REDIS_URL is set. With Redis, "redis-pubsub" (the
 # default) publishes each room message once per process; "redis" is channels-redis'
 # list-based layer, kept for comparison (see BENCHMARKS.md).
+# REDIS_URL may list several Redis servers, comma-separated: each room lives on one of them
+# (rooms.state.shards; docs/scaling.md, "Shards"). Their order names the shards.
 REDIS_URL = env("REDIS_URL", "")
+REDIS_URLS = [url.strip() for url in REDIS_URL.split(",") if url.strip()]
+# REDIS_CLUSTER=1: those URLs are seed nodes of one Redis Cluster (docs/scaling.md).
+REDIS_CLUSTER = env("REDIS_CLUSTER", False, boolean)
 REDIS_PREFIX = env("REDIS_PREFIX", "rooms")
 # Connections each process opens for its own Redis commands (presence, message ids).
 REDIS_POOL_SIZE = env("REDIS_POOL_SIZE", 32, int)
@@ -196,11 +201,11 @@ _LAYERS = {
     },
     "redis-pubsub": {
         "BACKEND": "rooms.layers.redis_pubsub.ResilientRedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": REDIS_PREFIX},
+        "CONFIG": {"hosts": REDIS_URLS, "prefix": REDIS_PREFIX, "cluster": REDIS_CLUSTER},
     },
     "redis": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": REDIS_PREFIX, "capacity": CHANNEL_CAPACITY},
+        "CONFIG": {"hosts": REDIS_URLS, "prefix": REDIS_PREFIX, "capacity": CHANNEL_CAPACITY},
     },
 }
 if CHANNEL_LAYER not in _LAYERS:
@@ -209,6 +214,8 @@ if CHANNEL_LAYER not in _LAYERS:
     )
 if CHANNEL_LAYER != "memory" and not REDIS_URL:
     raise ImproperlyConfigured(f"Setting CHANNEL_LAYER={CHANNEL_LAYER!r} needs REDIS_URL.")
+if REDIS_CLUSTER and CHANNEL_LAYER != "redis-pubsub":
+    raise ImproperlyConfigured("Setting REDIS_CLUSTER=1 needs CHANNEL_LAYER=redis-pubsub.")
 CHANNEL_LAYERS = {"default": _LAYERS[CHANNEL_LAYER]}
 
 # Chat limits (docs/protocol.md).

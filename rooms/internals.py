@@ -42,6 +42,7 @@ def _set(module: str, used_by: str, function: str, *names: str) -> list[Reliance
 SERVE, CONNECTION = "rooms.server.serve", "rooms.server.connection"
 FRAMES, UPGRADES, PATCHES = "rooms.server.frames", "rooms.server.upgrades", "rooms.server.patches"
 GUARD, MEMORY, PUBSUB = "rooms.server.guard", "rooms.layers.memory", "rooms.layers.redis_pubsub"
+CLUSTER = "rooms.layers.cluster_pubsub"
 
 # fmt: off
 RELIANCES: dict[str, list[Reliance]] = {
@@ -113,7 +114,7 @@ RELIANCES: dict[str, list[Reliance]] = {
         *_set("channels_redis.pubsub", PUBSUB, "RedisPubSubChannelLayer.__init__", "_layers",
               "_args", "_kwargs", "_serializer"),
         *_set("channels_redis.pubsub", PUBSUB, "RedisPubSubLoopLayer.__init__", "_shards",
-              "channels", "groups"),
+              "channels", "groups", "prefix"),
         *_set("channels_redis.pubsub", PUBSUB, "RedisSingleShardConnection.__init__", "_lock",
               "_pubsub", "_redis", "_subscribed_to"),
         *_a("channels_redis.utils", PUBSUB, "_wrap_close"),
@@ -121,6 +122,11 @@ RELIANCES: dict[str, list[Reliance]] = {
         # msgpack (checked byte for byte in tests/test_compat.py).
         *_a("channels_redis.serializers", "rooms.state.redis_sequence",
             "MsgPackSerializer.as_bytes"),
+    ],
+    "redis": [
+        # Sharded pub/sub on a cluster: where the slots are now, read again after a failover.
+        *_set("redis.asyncio.cluster", CLUSTER, "RedisCluster.__init__", "nodes_manager"),
+        *_a("redis.asyncio.cluster", CLUSTER, "NodesManager.initialize"),
     ],
 }
 # fmt: on

@@ -189,6 +189,34 @@ def redis_cluster_url(redis_cluster: Cluster) -> str:
 
 
 @pytest.fixture
+def redis_shards(request, tmp_path: Path) -> Iterator[list[RedisServer]]:
+    """Redis servers of this test's own, two unless parametrized `indirect`ly, each one
+    shard of a comma-separated REDIS_URL; stoppable and restartable on their ports. Failing
+    to start fails under CI and skips elsewhere."""
+    servers = [
+        RedisServer(tmp_path / f"shard{index}") for index in range(getattr(request, "param", 2))
+    ]
+    try:
+        for server in servers:
+            server.start()
+    except (OSError, RuntimeError) as exc:
+        for server in servers:
+            server.stop()
+        if os.environ.get("CI"):
+            pytest.fail(f"redis-server is required under CI and could not start: {exc}")
+        pytest.skip(f"redis-server could not start: {exc}")
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def shards_env(redis_shards: list[RedisServer]) -> dict[str, str]:
+    """Server environment with every shard of `redis_shards` in REDIS_URL."""
+    return {"REDIS_URL": ",".join(server.url for server in redis_shards), "REDIS_PREFIX": "shards"}
+
+
+@pytest.fixture
 def hosts(request) -> Iterator[Network]:
     """Three hosts (tests/hosts.py; `indirect` parametrization gives another count), each a
     network namespace with its own address; loopback addresses, with a warning, where

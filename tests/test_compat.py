@@ -25,6 +25,7 @@ def test_every_name_the_server_relies_on_is_in_the_installed_libraries():
         "twisted",
         "channels",
         "channels_redis",
+        "redis",
     }
 
 
@@ -97,11 +98,12 @@ async def test_a_message_and_a_join_built_in_lua_are_the_bytes_the_layer_would_s
     redis_env, settings
 ):
     settings.REDIS_URL = redis_env["REDIS_URL"]
+    settings.REDIS_URLS = [redis_env["REDIS_URL"]]
     prefix = redis_env["REDIS_PREFIX"]
     layer = ResilientRedisPubSubChannelLayer(hosts=[redis_env["REDIS_URL"]], prefix=prefix)
     sequence = RedisSequence(prefix, 10, 10_000, 60, True, lambda room: 0, 1.0)
     listener = aioredis.Redis.from_url(redis_env["REDIS_URL"]).pubsub()
-    await listener.subscribe(f"{prefix}__group__room.Room1")
+    await listener.subscribe(f"{prefix}__group__{{room.Room1}}")
     await listener.get_message(timeout=1)  # the subscription's confirmation
 
     async def published() -> bytes:

@@ -194,7 +194,7 @@ async def test_an_idle_rooms_redis_keys_expire_and_its_ids_carry_on(
     await recv_json(nick), await recv_json(nick)
     await say(nick, *(orjson.dumps({"type": "message", "text": t}).decode() for t in "ab"))
     assert [(await recv_json(nick))["id"] for _ in range(2)] == [1, 2]
-    keys = [f"{prefix}:{kind}:room.Room1" for kind in ("seq", "recent", "recent-bytes")]
+    keys = [f"{prefix}:{kind}:{{room.Room1}}" for kind in ("seq", "recent", "recent-bytes")]
     assert all(0 < client.pttl(key) <= 1000 for key in keys)
     await asyncio.sleep(1.5)
     assert client.exists(*keys) == 0

@@ -51,7 +51,7 @@ async def publish(layer, group: str, room: str, nickname: str, text: str) -> Sta
     (SERVICE_UNAVAILABLE) while history can keep no more or the stores fail; the caller has
     it written to history. Clients' messages and the server's own (rooms.chat.publish)."""
     with REFUSE_MESSAGE:
-        if FANOUT in layer.extensions and layer.deaf:
+        if FANOUT in layer.extensions and layer.deaf_to(group):
             raise ConnectionError("channel layer subscriptions are being restored")
         if get_writer().full:  # history can keep no more: refuse, never accept and drop
             metrics.history_refused()

@@ -24,8 +24,11 @@ class FanoutLayer(Protocol):
     """What a channel layer listing FANOUT in its extensions offers, besides Channels' API."""
 
     extensions: list[str]
-    deaf: bool  # group messages published now might not all reach this process's members
     dropped: int  # messages dropped for a full queue, for /metrics
+
+    def deaf_to(self, group: str) -> bool:
+        """Whether the group's messages published now might not all reach this process's
+        members (its subscriptions are being restored)."""
 
     def attach(self, channel: str, receiver: Receiver, control: Receiver) -> None:
         """Call `receiver` with the channel's group messages, `control` with its own."""

@@ -32,7 +32,6 @@ class FanoutInMemoryChannelLayer(InMemoryChannelLayer):
     API and semantics otherwise."""
 
     extensions = [*InMemoryChannelLayer.extensions, FANOUT]
-    deaf = False  # every member is in this process
 
     def __init__(self, **kwargs) -> None:
         internals.require("channels")
@@ -41,6 +40,9 @@ class FanoutInMemoryChannelLayer(InMemoryChannelLayer):
         self.members = Members()
         self._next_clean = 0.0
         self._next_drop_log = 0.0
+
+    def deaf_to(self, group: str) -> bool:
+        return False  # every member is in this process
 
     def attach(self, channel: str, receiver: Receiver, control: Receiver) -> None:
         """Call `receiver` with the channel's group messages as they are sent, and

@@ -9,6 +9,12 @@ the consumer refuses messages (SERVICE_UNAVAILABLE) rather than publish what thi
 process's members would not receive. Messages other processes publish in that window do
 not reach this process's members.
 
+With several hosts (a comma-separated REDIS_URL), a group's channel lives on the shard that
+owns the group in rooms.state.shards, where the message script publishes the room's events;
+channels-redis' own hash (CRC32 over the channel name) would pick another. On a Redis
+Cluster (REDIS_CLUSTER) one ClusterShard stands for them all, on sharded pub/sub
+(rooms.layers.cluster_pubsub).
+
 It also decodes a group message once per process, not once per member: every local member
 gets the same dict (consumers never mutate events), so the work of a delivery, and the
 frame rooms.server.frames builds from it, is shared as with the in-memory layer; and it
@@ -17,6 +23,7 @@ offers delivery by call (rooms.layers.fanout).
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Callable
 
 from channels_redis.pubsub import (
@@ -29,7 +36,9 @@ from django.core.exceptions import ImproperlyConfigured
 
 from rooms import internals
 from rooms.core.queues import SingleReaderQueue
+from rooms.layers.cluster_pubsub import ClusterShard
 from rooms.layers.fanout import FANOUT, Members, Receiver
+from rooms.state import shards
 
 logger = logging.getLogger(__name__)
 
@@ -148,32 +157,50 @@ class ResubscribingShard(RedisSingleShardConnection):
             return
 
     def _receive_message(self, message: dict | None) -> None:
-        if message is None:
-            return
-        layer = self.channel_layer
-        name = message["channel"]
-        name = name.decode() if isinstance(name, bytes) else name
-        if name in layer.members.controls:
-            layer.members.control(name, layer.channel_layer.deserialize(message["data"]))
-            return
-        members = layer.groups.get(name)
-        if name in layer.channels or not members:
-            super()._receive_message(message)
-            return
-        event = layer.channel_layer.deserialize(message["data"])
-        observer = layer.channel_layer.observer
-        if observer is not None:
-            observer(name, event)
-        layer.members.deliver(members, event, layer.queue)
+        if message is not None:
+            self.channel_layer.receive_message(message)
 
 
 class ResilientLoopLayer(RedisPubSubLoopLayer):
     """The per-event-loop layer, with resubscribing shards."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, cluster: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._shards = [ResubscribingShard(shard.host, self) for shard in self._shards]
+        if cluster:  # one connection to the whole cluster (rooms.layers.cluster_pubsub)
+            urls = [shard.host["address"] for shard in self._shards]
+            self._shards = [ClusterShard(urls, self.receive_message)]
+        else:
+            self._shards = [ResubscribingShard(shard.host, self) for shard in self._shards]
         self.members = Members()
+        self._group_channel = f"{self.prefix}__group__"
+
+    def _get_group_channel_name(self, group: str) -> str:
+        # The group in a hash tag: in a Redis Cluster the room's keys and channel share
+        # its slot (rooms.state.shards.tagged).
+        return f"{self.prefix}__group__{shards.tagged(group)}"
+
+    def receive_message(self, message: dict) -> None:
+        """A message on one of this layer's channels: a member's own, or a group's, whose
+        message is decoded once and handed to every local member."""
+        name = message["channel"]
+        name = name.decode() if isinstance(name, bytes) else name
+        if name in self.members.controls:
+            self.members.control(name, self.channel_layer.deserialize(message["data"]))
+        elif name in self.channels:
+            self.channels[name].put_nowait(message["data"])
+        elif members := self.groups.get(name):
+            event = self.channel_layer.deserialize(message["data"])
+            observer = self.channel_layer.observer
+            if observer is not None:
+                observer(name, event)
+            self.members.deliver(members, event, self.queue)
+
+    def _get_shard(self, channel_or_group_name: str) -> ResubscribingShard:
+        # A group's channel by its group, as rooms.state.clients picks the room's shard.
+        name = channel_or_group_name
+        if name.startswith(self._group_channel):
+            name = shards.untagged(name[len(self._group_channel) :])
+        return self._shards[shards.shard_of(name, len(self._shards))]
 
     def attach(self, channel: str, receiver: Receiver, control: Receiver) -> None:
         """Call `receiver` with the channel's group messages as they arrive, and `control`
@@ -185,6 +212,34 @@ class ResilientLoopLayer(RedisPubSubLoopLayer):
         queue = self.channels.get(channel)
         if queue is not None:
             queue.put_nowait(message)
+
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        """A channel of this process's own, subscribed on a shard that answers: a member's
+        own channel (evictions, access changes) must work while its room's shard does,
+        whichever other shard is down."""
+        channel = self._channel_name(prefix)
+        first = self._shards.index(self._get_shard(channel))
+        # Shards not known to be down first, the random name's own shard first among them.
+        order = sorted(range(len(self._shards)), key=lambda i: (self._shards[i].lost, i != first))
+        for index in order[:-1]:
+            try:
+                return await self._subscribe_on(index, channel, prefix)
+            except Exception:
+                logger.info("shard %d refused a new channel; trying another", index)
+        return await self._subscribe_on(order[-1], channel, prefix)
+
+    def _channel_name(self, prefix: str) -> str:
+        return f"{self.prefix}{prefix}{uuid.uuid4().hex}"
+
+    async def _subscribe_on(self, index: int, channel: str, prefix: str) -> str:
+        while self._shards.index(self._get_shard(channel)) != index:
+            channel = self._channel_name(prefix)
+        try:
+            await self._subscribe_to_channel(channel)
+        except BaseException:
+            self.channels.pop(channel, None)
+            raise
+        return channel
 
     async def _subscribe_to_channel(self, channel: str) -> None:
         # channels-redis', with a lighter queue: it holds only what is sent to the channel
@@ -202,10 +257,10 @@ class ResilientLoopLayer(RedisPubSubLoopLayer):
         self.members.clear()
         await super().flush()
 
-    @property
-    def deaf(self) -> bool:
-        """Some subscriptions are lost: events published now would not all arrive here."""
-        return any(shard.lost for shard in self._shards)
+    def deaf_to(self, group: str) -> bool:
+        """The group's shard lost its subscriptions: events published now would not all
+        arrive here (other shards' groups are unaffected)."""
+        return self._get_shard(self._get_group_channel_name(group)).lost
 
 
 class ResilientRedisPubSubChannelLayer(RedisPubSubChannelLayer):

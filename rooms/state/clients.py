@@ -1,8 +1,10 @@
-"""Redis clients for room state (presence, message ids, readiness), and what a store kept in
-Redis raises while Redis is unreachable.
+"""Redis clients for room state (presence, message ids, readiness), one per shard, and what a
+store kept in Redis raises while Redis is unreachable.
 
-One client per event loop (redis.asyncio clients belong to the loop that first used them),
-shared by every store, on a bounded pool. redis-py's default pool opens a new connection
+REDIS_URL may list several shards (rooms.state.shards): `for_name` gives the client of the
+shard owning a room's group or a user's key. One client per shard and event loop
+(redis.asyncio clients belong to the loop that first used them), shared by every store, on
+a bounded pool. redis-py's default pool opens a new connection
 for every command in flight: when thousands of clients disconnect at once (a network
 failure, a proxy restart), thousands of leaves each opened one, with its handshake, past
 Redis' `maxclients` (10,000 by default), and took longer than Daphne's application close
@@ -13,33 +15,69 @@ timeout, which then killed the consumers before they announced their leaves
 import asyncio
 import weakref
 from functools import cache
+from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio as aioredis
 from django.conf import settings
+from redis.cluster import ClusterNode
 from redis.exceptions import RedisError
+
+from rooms.layers.cluster_pubsub import cluster_client
+from rooms.state import shards
 
 BACKEND_ERRORS = (RedisError, OSError, TimeoutError)
 
-_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> client
+# event loop -> shard -> client
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, aioredis.Redis]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def connect() -> aioredis.Redis:
-    """This event loop's client for REDIS_URL, its commands sharing REDIS_POOL_SIZE
+def cluster() -> bool:
+    """Whether REDIS_URL names the seed nodes of one Redis Cluster (REDIS_CLUSTER)."""
+    return settings.REDIS_CLUSTER
+
+
+def count() -> int:
+    """How many shards room state is spread over: those REDIS_URL lists, or one Redis
+    Cluster, which places each key itself."""
+    return 1 if settings.REDIS_CLUSTER else len(settings.REDIS_URLS)
+
+
+def shard_for(name: str) -> int:
+    """The shard owning `name`: a room's group, a user's key."""
+    return shards.shard_of(name, count())
+
+
+def connect(shard: int) -> aioredis.Redis:
+    """This event loop's client for one shard, its commands sharing REDIS_POOL_SIZE
     connections."""
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None:
+    loop_clients = _clients.setdefault(asyncio.get_running_loop(), {})
+    client = loop_clients.get(shard)
+    if client is None and settings.REDIS_CLUSTER:
+        # Unbounded: redis-py's cluster client has no blocking pool, and a bounded one
+        # fails the commands beyond it (MaxConnectionsError) instead of queueing them.
+        client = loop_clients[shard] = cluster_client(settings.REDIS_URLS)
+    elif client is None:
         pool = aioredis.BlockingConnectionPool.from_url(
-            settings.REDIS_URL, max_connections=settings.REDIS_POOL_SIZE
+            settings.REDIS_URLS[shard], max_connections=settings.REDIS_POOL_SIZE
         )
-        client = _clients[loop] = aioredis.Redis.from_pool(pool)
+        client = loop_clients[shard] = aioredis.Redis.from_pool(pool)
     return client
 
 
-def connect_sync() -> redis.Redis:
-    """A client for synchronous code (the admin, management commands)."""
-    return _sync_client(settings.REDIS_URL)
+def for_name(name: str) -> aioredis.Redis:
+    """This event loop's client for the shard owning `name`."""
+    return connect(shard_for(name))
+
+
+def connect_sync(name: str) -> redis.Redis:
+    """A client for synchronous code (the admin, management commands), of the shard owning
+    `name`."""
+    if settings.REDIS_CLUSTER:
+        return _sync_cluster(tuple(settings.REDIS_URLS))
+    return _sync_client(settings.REDIS_URLS[shard_for(name)])
 
 
 @cache
@@ -47,8 +85,14 @@ def _sync_client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url)
 
 
+@cache
+def _sync_cluster(urls: tuple[str, ...]) -> redis.RedisCluster:
+    seeds = [urlsplit(url) for url in urls]
+    nodes = [ClusterNode(seed.hostname or "127.0.0.1", seed.port or 6379) for seed in seeds]
+    return redis.RedisCluster.from_url(urls[0], startup_nodes=nodes)
+
+
 async def close() -> None:
-    """Close this event loop's client (at shutdown, or between tests)."""
-    client = _clients.pop(asyncio.get_running_loop(), None)
-    if client is not None:
+    """Close this event loop's clients (at shutdown, or between tests)."""
+    for client in _clients.pop(asyncio.get_running_loop(), {}).values():
         await client.aclose()

@@ -13,6 +13,11 @@ one heartbeat period). Keys, all under REDIS_PREFIX:
     <p>:active            hash   group -> room name, for every room with members
     <p>:epoch             string a token that changes when Redis loses these keys
 
+With several shards (rooms.state.shards) each shard holds these keys for its own rooms, and
+a process beats, restores and reaps on each shard on its own: a shard that restarts or is
+unreachable concerns only its rooms. In a Redis Cluster, presence has CLUSTER_SHARDS shards
+of its own, each a hash tag (`<p>:{presence.<n>}:members:<group>` ...).
+
 Redis may forget all this (a restart without persistence, a failover to a replica that
 lagged, eviction). Each process keeps its own members' claims and, on the heartbeat that
 finds its record gone, claims them again (`restore`), so members, member counts and unique
@@ -35,7 +40,7 @@ from channels.layers import get_channel_layer
 from rooms.core import errors, names, protocol
 from rooms.core.events import evict, now_ms
 from rooms.core.groups import room_group
-from rooms.state import clients, lua
+from rooms.state import clients, lua, shards
 from rooms.state.presence import Member, sorted_nicknames
 from rooms.state.sequence import announce
 
@@ -48,6 +53,26 @@ _RELEASE = lua.script("release")
 _RESTORE = lua.script("restore")
 _HEARTBEAT = lua.script("heartbeat")
 _REAP = lua.script("reap")
+
+
+# In a Redis Cluster, presence is kept in this many hash tags, each a shard of its own
+# (a claim touches the room's members and the shard's process records at once).
+CLUSTER_SHARDS = 16
+
+
+def _shards() -> range:
+    return range(CLUSTER_SHARDS if clients.cluster() else clients.count())
+
+
+def _shard_for(group: str) -> int:
+    if clients.cluster():
+        return shards.shard_of(group, CLUSTER_SHARDS)
+    return clients.shard_for(group)
+
+
+def _client(shard: int):
+    """The client of a presence shard: one Redis of REDIS_URL's, or the cluster's."""
+    return clients.connect(0 if clients.cluster() else shard)
 
 
 class Claim(NamedTuple):
@@ -71,27 +96,30 @@ class RedisPresence:
         self.process_id = uuid.uuid4().hex
         self._heartbeat: asyncio.Task | None = None
         self._claims: dict[str, Claim] = {}  # channel -> its member's claim
-        self._epoch: bytes | None = None
+        self._epochs: dict[int, bytes] = {}  # shard -> its epoch when last beaten
 
-    def _key(self, kind: str, name: str = "") -> str:
-        return f"{self._prefix}:{kind}:{name}" if name else f"{self._prefix}:{kind}"
+    def _key(self, shard: int, kind: str, name: str = "") -> str:
+        # In a Redis Cluster a presence shard is a hash tag: a claim's keys share its slot.
+        tag = shards.tagged(f"presence.{shard}") + ":" if clients.cluster() else ""
+        return f"{self._prefix}:{tag}{kind}:{name}" if name else f"{self._prefix}:{tag}{kind}"
 
     async def claim(
         self, room: str, group: str, nickname: str, channel: str, user_id: int | None = None
     ) -> None:
         """Make `nickname` this channel's in the room, atomically, or raise NICKNAME_TAKEN."""
-        await self._ensure_heartbeat()
+        shard = _shard_for(group)
+        await self._ensure_heartbeat(shard)
         since = now_ms()
         key = names.nickname_key(nickname)
         entry = orjson.dumps(
             {"n": nickname, "p": self.process_id, "c": channel, "r": room, "t": since, "u": user_id}
         )
-        claimed = await clients.connect().eval(
+        claimed = await _client(shard).eval(
             _CLAIM,
             3,
-            self._key("members", group),
-            self._key("proc", self.process_id),
-            self._key("active"),
+            self._key(shard, "members", group),
+            self._key(shard, "proc", self.process_id),
+            self._key(shard, "active"),
             key,
             entry,
             group,
@@ -106,11 +134,12 @@ class RedisPresence:
         claim = self._claims.pop(channel, None)
         if claim is None:
             return
-        await clients.connect().eval(
+        shard = _shard_for(group)
+        await _client(shard).eval(
             _RELEASE,
             2,
-            self._key("members", group),
-            self._key("active"),
+            self._key(shard, "members", group),
+            self._key(shard, "active"),
             claim.key,
             claim.entry,
             group,
@@ -118,13 +147,15 @@ class RedisPresence:
 
     async def members(self, group: str) -> list[str]:
         """Nicknames in the room, sorted case-insensitively."""
-        entries = await clients.connect().hvals(self._key("members", group))
+        shard = _shard_for(group)
+        entries = await _client(shard).hvals(self._key(shard, "members", group))
         return sorted_nicknames(orjson.loads(entry)["n"] for entry in entries)
 
     async def member(self, group: str, nickname: str) -> Member | None:
         """The member holding `nickname` (or a look-alike of it) in the room, if any."""
-        entry = await clients.connect().hget(
-            self._key("members", group), names.nickname_key(nickname)
+        shard = _shard_for(group)
+        entry = await _client(shard).hget(
+            self._key(shard, "members", group), names.nickname_key(nickname)
         )
         if entry is None:
             return None
@@ -132,60 +163,77 @@ class RedisPresence:
         return Member(fields["n"], fields["c"], fields.get("u"))
 
     async def occupied(self) -> dict[str, int]:
-        """Room name -> member count, for every room with members."""
-        client = clients.connect()
-        active = await client.hgetall(self._key("active"))
-        async with client.pipeline(transaction=False) as pipe:
-            for group in active:
-                pipe.hlen(self._key("members", group.decode()))
-            counts = await pipe.execute()
-        names = [name.decode() for name in active.values()]
-        return {name: count for name, count in zip(names, counts, strict=True) if count}
+        """Room name -> member count, for every room with members (on every shard)."""
+        found: dict[str, int] = {}
+        for shard in _shards():
+            client = _client(shard)
+            active = await client.hgetall(self._key(shard, "active"))
+            async with client.pipeline(transaction=False) as pipe:
+                for group in active:
+                    pipe.hlen(self._key(shard, "members", group.decode()))
+                counts = await pipe.execute()
+            for name, count in zip(active.values(), counts, strict=True):
+                if count:
+                    found[name.decode()] = count
+        return found
 
-    async def _ensure_heartbeat(self) -> None:
+    async def _ensure_heartbeat(self, shard: int) -> None:
+        if shard not in self._epochs:
+            await self._beat(shard)  # registered before the first claim, not a period later
         if self._heartbeat is None or self._heartbeat.done():
-            await self.beat()  # registered before the first claim, not a period later
             self._heartbeat = asyncio.ensure_future(self._beat_forever())
 
     async def _beat_forever(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
-            try:
-                await self.beat()
-            except Exception:
-                logger.exception("presence heartbeat failed; retrying")
+            await self.beat()
 
     async def beat(self) -> None:
-        """Renew this process's deadline; restore its members if Redis forgot them; remove
-        and announce the members of dead processes."""
-        missing, epoch, dead = await clients.connect().eval(
-            _HEARTBEAT, 2, self._key("procs"), self._key("epoch"), self.process_id,
+        """Renew this process's deadline on every shard; restore its members where Redis
+        forgot them; remove and announce the members of dead processes. A shard that fails
+        is logged and tried again at the next beat; the others go on."""
+        for shard in _shards():
+            try:
+                await self._beat(shard)
+            except Exception:
+                logger.exception("presence heartbeat failed on shard %d; retrying", shard)
+
+    async def _beat(self, shard: int) -> None:
+        missing, epoch, dead = await _client(shard).eval(
+            _HEARTBEAT, 2, self._key(shard, "procs"), self._key(shard, "epoch"), self.process_id,
             self._ttl_ms, uuid.uuid4().hex,
         )  # fmt: skip
-        if missing and self._claims:
-            await self.restore(lost=epoch != self._epoch)
-        self._epoch = epoch
+        if missing and shard in self._epochs:  # not its first beat: Redis forgot this process
+            await self.restore(shard, lost=epoch != self._epochs[shard])
+        self._epochs[shard] = epoch
         for process_id in dead:
-            await self._reap(process_id.decode(), own=False)
+            await self._reap(shard, process_id.decode(), own=False)
 
-    async def restore(self, lost: bool) -> None:
-        """Claim this process's members' nicknames again (module docstring): when Redis
-        `lost` its memory the earlier claim of a name wins, otherwise the one in Redis."""
+    async def restore(self, shard: int, lost: bool) -> None:
+        """Claim this process's members' nicknames on `shard` again (module docstring): when
+        Redis `lost` its memory the earlier claim of a name wins, otherwise the one in Redis."""
         layer = get_channel_layer()
+        claims = [
+            (channel, claim)
+            for channel, claim in self._claims.items()
+            if _shard_for(claim.group) == shard
+        ]
+        if not claims:
+            return
         logger.warning(
-            "presence: %s; restoring %d members",
+            "presence: %s on shard %d; restoring %d members",
             "Redis lost its keys" if lost else "this process was taken for dead",
-            len(self._claims),
+            shard,
+            len(claims),
         )
-        claims = list(self._claims.items())
-        async with clients.connect().pipeline(transaction=False) as pipe:
+        async with _client(shard).pipeline(transaction=False) as pipe:
             for _, claim in claims:
                 pipe.eval(
                     _RESTORE,
                     3,
-                    self._key("members", claim.group),
-                    self._key("proc", self.process_id),
-                    self._key("active"),
+                    self._key(shard, "members", claim.group),
+                    self._key(shard, "proc", self.process_id),
+                    self._key(shard, "active"),
                     claim.key,
                     claim.entry,
                     claim.group,
@@ -205,15 +253,15 @@ class RedisPresence:
                 frames = protocol.joined(claim.room, nickname, now_ms())
                 await announce(layer, claim.group, frames)
 
-    async def _reap(self, process_id: str, own: bool) -> None:
-        gone = await clients.connect().eval(
+    async def _reap(self, shard: int, process_id: str, own: bool) -> None:
+        gone = await _client(shard).eval(
             _REAP,
             3,
-            self._key("procs"),
-            self._key("proc", process_id),
-            self._key("active"),
+            self._key(shard, "procs"),
+            self._key(shard, "proc", process_id),
+            self._key(shard, "active"),
             process_id,
-            f"{self._prefix}:members:",
+            self._key(shard, "members") + ":",
             "self" if own else "",
         )
         layer = get_channel_layer()
@@ -228,5 +276,9 @@ class RedisPresence:
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             self._heartbeat = None
-            await self._reap(self.process_id, own=True)
+            for shard in _shards():
+                try:
+                    await self._reap(shard, self.process_id, own=True)
+                except clients.BACKEND_ERRORS:  # its members expire with this process's record
+                    logger.warning("presence: shard %d unreachable at close", shard)
         self._claims.clear()

@@ -14,22 +14,25 @@ nothing and answer MISSING, and are run again with the database's last id folded
 """
 
 from collections.abc import Callable
-from typing import NamedTuple
 
 import msgpack
-import redis.asyncio as aioredis
 from channels.db import database_sync_to_async
 
 from rooms.core import protocol
-from rooms.state import clients, lua
+from rooms.state import batches, clients, lua, shards
 from rooms.state.rooms import RoomState, RoomStates
 from rooms.state.sequence import Stamp, stored_last_id
 
 # Both scripts answer -1, and change nothing, when the room's counter is missing (Redis
 # lost it, or the room's keys expired) and the caller's floor was not read from the
 # database just now (`fresh`): the caller reads it and calls again.
-_MESSAGE_SCRIPT = lua.script("message")  # rooms/state/lua/message.lua
-_JOIN_SCRIPT = lua.script("join")
+_MESSAGE_SCRIPT = batches.script(lua.script("message"))  # rooms/state/lua/message.lua
+_JOIN_SCRIPT = batches.script(lua.script("join"))
+# In a Redis Cluster, room events go by sharded pub/sub: published on the room's master only.
+_SHARDED = {
+    script: batches.script(script.source.replace("'PUBLISH'", "'SPUBLISH'"))
+    for script in (_MESSAGE_SCRIPT, _JOIN_SCRIPT)
+}
 
 MISSING = -1  # what the scripts answer when the room's counter is gone (above)
 
@@ -45,12 +48,6 @@ def _layer_prefix(fields: dict, next_key: str, more: int = 0) -> bytes:
 
 
 _JSON_KEY = msgpack.packb(protocol.JSON)
-
-
-class _Scripts(NamedTuple):
-    client: aioredis.Redis
-    message: object
-    join: object
 
 
 class RedisSequence:
@@ -82,22 +79,15 @@ class RedisSequence:
         self._pending = pending
         self.rooms = RoomStates(pending, sweep)
         self._group_channel = f"{prefix}__group__"
-        self._bound: _Scripts | None = None
-
-    def _scripts(self) -> _Scripts:
-        """The scripts, registered with this event loop's client."""
-        client = clients.connect()
-        if self._bound is None or self._bound.client is not client:
-            message, join = (client.register_script(s) for s in (_MESSAGE_SCRIPT, _JOIN_SCRIPT))
-            self._bound = _Scripts(client, message, join)
-        return self._bound
 
     def _keys(self, group: str) -> tuple[str, str, str, str]:
+        # One hash tag: in a Redis Cluster all four share the room's slot.
+        tag = shards.tagged(group)
         return (
-            f"{self._prefix}:seq:{group}",
-            f"{self._prefix}:recent:{group}",
-            f"{self._prefix}:recent-bytes:{group}",
-            f"{self._group_channel}{group}",
+            f"{self._prefix}:seq:{tag}",
+            f"{self._prefix}:recent:{tag}",
+            f"{self._prefix}:recent-bytes:{tag}",
+            f"{self._group_channel}{tag}",
         )
 
     def _hold(self, group: str, room: str) -> RoomState:
@@ -106,19 +96,22 @@ class RedisSequence:
             state.floor = self._pending(room)  # this process's own ids not yet written
         return state
 
-    async def _stamp(self, state: RoomState, script, keys, args: list) -> object:
-        """Run `script` with the state's floor; once more with the database's last id
-        when Redis has lost the room's counter."""
-        result = await script(keys=keys, args=[state.floor, 0, *args])
+    async def _stamp(self, group: str, state: RoomState, script, keys, args: list) -> object:
+        """Run `script` on the room's shard (batched, rooms.state.batches) with the state's
+        floor; once more with the database's last id when Redis has lost the room's counter."""
+        shard = clients.shard_for(group)
+        if clients.cluster():
+            script = _SHARDED[script]
+        result = await batches.call(shard, script, keys, [state.floor, 0, *args])
         if result == MISSING:
             stored = await database_sync_to_async(stored_last_id)(state.room)
             state.floor = max(state.floor, stored)
-            result = await script(keys=keys, args=[state.floor, 1, *args])
+            result = await batches.call(shard, script, keys, [state.floor, 1, *args])
         return result
 
     def observe(self, channel: str, event: dict) -> None:
         """A room event went by on a group channel: no later id may be at or below its id."""
-        state = self.rooms.get(channel[len(self._group_channel) :])
+        state = self.rooms.get(shards.untagged(channel[len(self._group_channel) :]))
         seen = event.get("id") or event.get("last")
         if state is not None and seen and seen > state.floor:
             state.floor = seen
@@ -132,8 +125,9 @@ class RedisSequence:
             text_frame, parts = protocol.message_parts(room, nickname, text)
             head = _layer_prefix({**event, protocol.TEXT: text_frame}, "id", more=1)
             message_id, ts = await self._stamp(
+                group,
                 state,
-                self._scripts().message,
+                _MESSAGE_SCRIPT,
                 self._keys(group),
                 [self._cache_size, self._cache_bytes, self._ttl_ms, *parts]
                 + ([head, _JSON_KEY] if self.publishes else [b"", b""]),
@@ -153,8 +147,9 @@ class RedisSequence:
         head = _layer_prefix({**event, "joiner": channel}, "last")
         seq_key, _, _, channel_key = self._keys(group)
         last = await self._stamp(
+            group,
             state,
-            self._scripts().join,
+            _JOIN_SCRIPT,
             [seq_key, channel_key],
             [self._ttl_ms, head if self.publishes else b""],
         )
@@ -168,7 +163,7 @@ class RedisSequence:
 
     async def recent(self, group: str, after: int, upto: int, limit: int) -> list[tuple[int, str]]:
         """Cached messages with after < id <= upto, the newest `limit`, oldest first."""
-        found = await clients.connect().zrevrangebyscore(
+        found = await clients.for_name(group).zrevrangebyscore(
             self._keys(group)[1], upto, f"({after}", start=0, num=limit, withscores=True
         )
         return [(int(score), frame.decode()) for frame, score in reversed(found)]
@@ -176,7 +171,7 @@ class RedisSequence:
     def forget(self, group: str, message_id: int) -> None:
         """A moderator deleted the message: drop it from the recent cache (synchronous)."""
         cache_key, size_key = self._keys(group)[1:3]
-        client = clients.connect_sync()
+        client = clients.connect_sync(group)
         frames = client.zrangebyscore(cache_key, message_id, message_id)
         if frames and client.zrem(cache_key, *frames):
             client.decrby(size_key, sum(len(frame) for frame in frames))
@@ -184,4 +179,3 @@ class RedisSequence:
     async def close(self) -> None:
         """Forget every room (the Redis client is closed by rooms.state.clients)."""
         self.rooms.clear()
-        self._bound = None

@@ -4,6 +4,7 @@ process when Redis is used.
 In Redis each user has a sorted set of their connections (channel names), scored by a
 deadline each process pushes forward for its own connections every PRESENCE_TTL/3 seconds:
 the connections of a process that died stop counting within PRESENCE_TTL, with no reaping.
+With several shards a user's set lives on the shard its key hashes to.
 """
 
 import asyncio
@@ -60,16 +61,16 @@ class RedisUsers:
         """Count one more connection of the user, or raise TOO_MANY_CONNECTIONS."""
         if self._renewer is None or self._renewer.done():
             self._renewer = asyncio.ensure_future(self._renew_forever())
-        counted = await clients.connect().eval(
-            _ACQUIRE, 1, self._key(user_id), channel, limit, self._ttl_ms
-        )
+        key = self._key(user_id)
+        counted = await clients.for_name(key).eval(_ACQUIRE, 1, key, channel, limit, self._ttl_ms)
         if not counted:
             raise errors.too_many_user_connections(limit)
         self._held[channel] = user_id
 
     async def release(self, user_id: int, channel: str) -> None:
         self._held.pop(channel, None)
-        await clients.connect().zrem(self._key(user_id), channel)
+        key = self._key(user_id)
+        await clients.for_name(key).zrem(key, channel)
 
     async def _renew_forever(self) -> None:
         while True:
@@ -82,11 +83,16 @@ class RedisUsers:
     async def renew(self) -> None:
         """Push this process's connections' deadlines forward (XX: released ones stay out)."""
         deadline = int(time.time() * 1000) + self._ttl_ms
-        async with clients.connect().pipeline(transaction=False) as pipe:
-            for channel, user_id in list(self._held.items()):
-                pipe.zadd(self._key(user_id), {channel: deadline}, xx=True)
-                pipe.pexpire(self._key(user_id), self._ttl_ms)
-            await pipe.execute()
+        by_shard: defaultdict[int, list[tuple[str, str]]] = defaultdict(list)
+        for channel, user_id in list(self._held.items()):
+            key = self._key(user_id)
+            by_shard[clients.shard_for(key)].append((key, channel))
+        for shard, held in by_shard.items():
+            async with clients.connect(shard).pipeline(transaction=False) as pipe:
+                for key, channel in held:
+                    pipe.zadd(key, {channel: deadline}, xx=True)
+                    pipe.pexpire(key, self._ttl_ms)
+                await pipe.execute()
 
     async def close(self) -> None:
         if self._renewer is not None:

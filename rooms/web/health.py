@@ -26,9 +26,14 @@ async def healthz(request: HttpRequest) -> JsonResponse:
 
 
 async def _channel_layer() -> None:
-    # Through the clients room state uses: readiness is theirs answering.
+    # Through the clients room state uses: readiness is theirs answering. With several
+    # shards, one answering is enough: one shard down stops only its rooms, and every
+    # process sees the same outage, so taking them all out of service would stop them all.
     if in_redis():
-        await clients.connect().ping()
+        pings = (clients.connect(shard).ping() for shard in range(clients.count()))
+        outcomes = await asyncio.gather(*pings, return_exceptions=True)
+        if all(isinstance(outcome, BaseException) for outcome in outcomes):
+            raise outcomes[0]
 
 
 def _database() -> None:

@@ -1,0 +1,140 @@
+"""Two server processes on a Redis Cluster of three masters (REDIS_CLUSTER=1): each room's
+keys in its slot, its events on sharded pub/sub on the master owning that slot."""
+
+import asyncio
+
+import pytest
+
+from rooms.core.groups import room_group
+from tests.clients import join, recv, recv_json
+from tests.cluster import Cluster
+from tests.test_presence import assert_refused_as_taken
+from tests.test_shards import joined, messages, next_of, said
+
+pytestmark = pytest.mark.redis
+
+
+def rooms_on_two_masters(cluster: Cluster) -> list[str]:
+    """Two rooms whose slots two different masters serve."""
+    first = "Room0"
+    owner = cluster.node_for(room_group(first))
+    other = next(
+        f"Room{n}" for n in range(1, 200) if cluster.node_for(room_group(f"Room{n}")) is not owner
+    )
+    return [first, other]
+
+
+@pytest.fixture
+def two_servers(start_server, redis_cluster_url):
+    env = {
+        "REDIS_URL": redis_cluster_url,
+        "REDIS_CLUSTER": "1",
+        "REDIS_PREFIX": "cluster",
+        "RATE_LIMIT": "0",
+    }
+    return start_server("serve", **env), start_server("serve", **env)
+
+
+async def test_each_room_keeps_one_order_across_processes_in_its_slot(two_servers, redis_cluster):
+    a, b = two_servers
+    rooms = rooms_on_two_masters(redis_cluster)
+    clients = {
+        room: [await joined((a, b)[n % 2], room, f"u{n}") for n in range(4)] for room in rooms
+    }
+    await asyncio.sleep(0.2)
+
+    async def burst(room: str, n: int) -> None:
+        for seq in range(25):
+            await clients[room][n].send(said(f"{n}.{seq}"))
+
+    await asyncio.gather(*(burst(room, n) for room in rooms for n in range(4)))
+    for room in rooms:
+        streams = await asyncio.gather(*(messages(ws, 100) for ws in clients[room]))
+        assert [event["id"] for event in streams[0]] == list(range(1, 101))
+        assert all(stream == streams[0] for stream in streams)
+        group = room_group(room)
+        owner = redis_cluster.node_for(group)
+        with owner.client() as client:  # its keys and its channel on the master of its slot
+            assert client.exists(f"cluster:seq:{{{group}}}", f"cluster:recent:{{{group}}}") == 2
+            channel = f"cluster__group__{{{group}}}".encode()
+            assert channel in client.execute_command("PUBSUB SHARDCHANNELS")
+        for node in redis_cluster.nodes:  # and nothing on classic pub/sub, on any master
+            with node.client() as client:
+                assert not [name for name in client.pubsub_channels() if group.encode() in name]
+    for ws in (ws for room in rooms for ws in clients[room]):
+        await ws.close()
+
+
+async def test_nicknames_are_unique_and_members_listed_across_processes(two_servers, redis_cluster):
+    a, b = two_servers
+    for room in rooms_on_two_masters(redis_cluster):
+        nick = await join(a, room, "Nick", format="json")
+        assert (await recv_json(nick))["members"] == ["Nick"]
+        alex = await join(b, room, "Alex")
+        assert await recv(alex) == f"Alex joined {room}"
+        await assert_refused_as_taken(await join(b, room, "nick"), "nick")
+        await alex.send("/who")
+        assert await recv(alex) == f"Members of {room} (2): Alex, Nick"
+        await nick.close()
+        assert await recv(alex) == "Nick left the room"
+        await alex.close()
+
+
+async def test_a_reconnecting_client_recovers_with_since_on_the_other_process(
+    two_servers, redis_cluster
+):
+    a, b = two_servers
+    for room in rooms_on_two_masters(redis_cluster):
+        sender = await joined(b, room, "Sender")
+        reader = await joined(a, room, "Reader")
+        for n in range(3):
+            await sender.send(said(f"before {n}"))
+        assert [event["id"] for event in await messages(reader, 3)] == [1, 2, 3]
+        await reader.close()
+        for n in range(4):
+            await sender.send(said(f"while away {n}"))
+        await messages(sender, 7)
+        back = await join(b, room, "Back", format="json", since="3")
+        assert (await recv_json(back))["last_id"] == 7
+        missed = await messages(back, 4)
+        assert [(event["id"], event["text"]) for event in missed] == [
+            (4 + n, f"while away {n}") for n in range(4)
+        ]
+        await back.close()
+        await sender.close()
+
+
+async def test_a_restarted_master_stops_only_its_rooms_and_they_recover_by_themselves(
+    two_servers, redis_cluster
+):
+    a, b = two_servers
+    stormy, calm = rooms_on_two_masters(redis_cluster)
+    master = redis_cluster.node_for(room_group(stormy))
+    speakers = {room: await joined(a, room, "Speaker") for room in (calm, stormy)}
+    hearers = {room: await joined(b, room, "Hearer") for room in (calm, stormy)}
+    for room in (calm, stormy):
+        await speakers[room].send(said("before"))
+        assert [event["id"] for event in await messages(hearers[room], 1)] == [1]
+        assert [event["id"] for event in await messages(speakers[room], 1)] == [1]
+
+    redis_cluster.restart(master)  # its keys gone, its slots back on it
+    for n in range(3):  # the other master's room went on
+        await speakers[calm].send(said(f"after {n}"))
+    assert [event["text"] for event in await messages(hearers[calm], 3)] == [
+        f"after {n}" for n in range(3)
+    ]
+    deadline = asyncio.get_running_loop().time() + 30
+    attempt = 0
+    while True:  # the restarted master's room recovers with no restart of any server
+        attempt += 1
+        await speakers[stormy].send(said(f"again {attempt}"))
+        event = await next_of(speakers[stormy], "message", "error")
+        if event["type"] == "message":
+            break
+        assert event["code"] == "SERVICE_UNAVAILABLE"
+        assert asyncio.get_running_loop().time() < deadline, "no recovery within 30 s"
+        await asyncio.sleep(0.5)
+    assert event["id"] > 1  # ids never go back, though the master forgot the room
+    assert await messages(hearers[stormy], 1) == [event]
+    for ws in (*speakers.values(), *hearers.values()):
+        await ws.close()
