@@ -103,7 +103,7 @@ async def _generate(gen: int, port: int, users: range, opts: Any, sync: tuple) -
     room_of = [i // opts.room_size for i in users]  # global room numbers: no collisions
     swarm = _Tally(math.ceil(opts.total / opts.room_size))
     await loop.run_in_executor(None, barrier.wait)
-    budget = 30 + opts.total / 150
+    budget = opts.connect_budget or 30 + opts.total / 150
     fleet = await fleets.connect_fleet(
         swarm, port, room_of, opts.concurrency, opts.connect_timeout, budget, f"g{gen}u"
     )
@@ -381,6 +381,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hold", type=float, default=10.0, help="seconds to hold everyone open")
     p.add_argument("--concurrency", type=int, default=32, help="connects in flight per process")
     p.add_argument("--connect-timeout", type=float, default=10.0)
+    p.add_argument(
+        "--connect-budget",
+        type=float,
+        help="seconds for every generator to connect all its users (default: 30 + total/150, "
+        "that is 150 connections a second; more on a machine shared with other work)",
+    )
     p.add_argument("--redis-db", type=int, default=13, help="Redis db, flushed first")
     opts = p.parse_args(argv)
     enough = max(2, math.ceil(opts.total / PER_PROCESS))
