@@ -44,6 +44,7 @@ def outcome(request, migrated_sqlite: Path, tmp_path_factory) -> Iterator[Outcom
             redis.stop()
     assert not network.names(), "the hosts' network was not removed"
     print(result.report())
+    print("server logs:", *result.logs.values())
     yield result
 
 
