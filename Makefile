@@ -66,7 +66,8 @@ lint: $(DEV_STAMP)
 bench: $(DEV_STAMP) $(BENCH_STAMP) services
 	$(PY) -m bench $(BENCH_ARGS)
 
-# 22,000 connections on two worker processes through Redis (BENCHMARKS.md, Crowd).
+# 22,000 connections on two worker processes through Redis (BENCHMARKS.md, Crowd); more with
+# CROWD_ARGS="--connections 100000" (a worker and a generator per 15,000 connections).
 crowd: $(DEV_STAMP) $(BENCH_STAMP) services
 	$(PY) -m bench.crowd $(CROWD_ARGS)
 
