@@ -18,7 +18,7 @@ run serve: export DEBUG := 0
 run serve: export SECRET_KEY_FILE := $(SECRET_KEY_FILE)
 run serve: export ALLOWED_HOSTS := $(ALLOWED_HOSTS)
 
-.PHONY: run serve test lint bench crowd soak services screenshot
+.PHONY: run serve test lint bench crowd soak services screenshot failover-demo
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,9 +66,15 @@ lint: $(DEV_STAMP)
 bench: $(DEV_STAMP) $(BENCH_STAMP) services
 	$(PY) -m bench $(BENCH_ARGS)
 
-# 22,000 connections on two worker processes through Redis (BENCHMARKS.md, Crowd).
+# 22,000 connections on two worker processes through Redis (BENCHMARKS.md, Crowd); more with
+# CROWD_ARGS="--connections 100000" (a worker and a generator per 15,000 connections).
 crowd: $(DEV_STAMP) $(BENCH_STAMP) services
 	$(PY) -m bench.crowd $(CROWD_ARGS)
+
+# Three hosts (network namespaces, as root; loopback addresses otherwise) share one Redis;
+# one dies by SIGKILL mid-conversation and its clients resume elsewhere (docs/scaling.md).
+failover-demo: $(DEV_STAMP)
+	$(PY) -m tests.failover $(FAILOVER_ARGS)
 
 # Minutes of steady load on loopback: memory flat, nothing lost (docs/operations.md).
 soak: $(DEV_STAMP)

@@ -1,15 +1,17 @@
-"""Crowd test: more than 20,000 WebSockets held open by `rooms.server.workers --workers 2`.
+"""Crowd test: 22,000 to 100,000 WebSockets held open by `rooms.server.workers`.
 
 Why a module of its own: the file-descriptor hard limit here is 20,000 per process, so one
-load generator (`python -m bench`) tops out near 19,900 sockets. This starts the
-multi-process server (Redis pub/sub layer, on every core, not pinned), spreads the users
-over several generator processes (bench's own picows clients, rooms that never span two
-generators), holds everyone open, checks from the server side that the connections are
-there (established TCP connections, per process, and RSS) and that one message sent in
-every room reaches every member exactly once, then prints a summary. Exit status 1 if
-anything failed.
+load generator (`python -m bench`) tops out near 19,900 sockets, and so does one server
+process. This starts the multi-process server (Redis pub/sub layer, on every core, not
+pinned) with enough workers for the crowd, spreads the users over enough generator
+processes (bench's own picows clients from eight loopback addresses, rooms that never span
+two generators), holds everyone open, checks from the server side that the connections are
+there (established TCP connections, per process, RSS, Redis memory) and that one message
+sent in every room reaches every member exactly once, then drops every client at once and
+times how long until every leave is announced. Prints a summary; exit status 1 if anything
+failed.
 
-    .venv/bin/python -m bench.crowd [--total 22000] [--procs 2] [--room-size 10] [--hold 10]
+    .venv/bin/python -m bench.crowd [--total 22000] [--workers N] [--procs N] [--room-size 10]
 """
 
 import argparse
@@ -41,7 +43,8 @@ from bench.swarm import ChatClient, Swarm
 
 log = logging.getLogger("bench.crowd")
 
-COMMAND = "{python} -m rooms.server.workers --workers 2 --host 127.0.0.1 --port {port}"
+COMMAND = "{python} -m rooms.server.workers --workers {workers} --host 127.0.0.1 --port {port}"
+PER_PROCESS = 15_000  # connections a server or generator process holds at most, by default
 CHECKS = ("rooms", "rooms_complete", "expected", "delivered", "duplicates", "lost", "cpu_s")
 
 
@@ -100,7 +103,7 @@ async def _generate(gen: int, port: int, users: range, opts: Any, sync: tuple) -
     room_of = [i // opts.room_size for i in users]  # global room numbers: no collisions
     swarm = _Tally(math.ceil(opts.total / opts.room_size))
     await loop.run_in_executor(None, barrier.wait)
-    budget = 30 + opts.total / 150
+    budget = opts.connect_budget or 30 + opts.total / 150
     fleet = await fleets.connect_fleet(
         swarm, port, room_of, opts.concurrency, opts.connect_timeout, budget, f"g{gen}u"
     )
@@ -168,6 +171,39 @@ def _redis_pid(db: int) -> int:
         return int(client.info("server")["process_id"])
 
 
+def _redis_memory(db: int, prefix: str) -> dict[str, int]:
+    """Redis' whole used memory, and what the keys under `prefix` take (MEMORY USAGE)."""
+    import redis
+
+    with redis.Redis.from_url(servers.redis_url(db), socket_timeout=30) as client:
+        used = int(client.info("memory")["used_memory"])
+        keys = list(client.scan_iter(f"{prefix}*", count=1000))
+        with client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.memory_usage(key)
+            sizes = pipe.execute()
+        channels = len(client.pubsub_channels(f"{prefix}*"))
+    return {"used": used, "keys": len(keys), "keys_bytes": sum(s or 0 for s in sizes),
+            "channels": channels}  # fmt: skip
+
+
+async def _wait_all_left(db: int, prefix: str, limit_s: float) -> float | None:
+    """Seconds until presence holds no member (each leave is announced before its member's
+    name is freed), or None after `limit_s`."""
+    import redis.asyncio as aioredis
+
+    started = time.monotonic()
+    client = aioredis.Redis.from_url(servers.redis_url(db), socket_timeout=10)
+    try:
+        while time.monotonic() - started < limit_s:
+            if not await client.hlen(f"{prefix}:active"):
+                return round(time.monotonic() - started, 1)
+            await asyncio.sleep(0.2)
+    finally:
+        await client.aclose()
+    return None
+
+
 def _kill_orphans(pids: list[int]) -> bool:
     """SIGKILL server workers that outlived their launcher; True if there were any."""
     killed = False
@@ -202,10 +238,15 @@ async def run(opts: argparse.Namespace) -> dict[str, Any]:
     """Start the server and the generators, hold the crowd, return what was measured."""
     _raise_fd_limit()  # the server inherits it
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    prefix = (("REDIS_PREFIX", f"crowd-{secrets.token_hex(4)}"),)
-    spec = _Unpinned("rooms-workers", COMMAND, "rooms", "redis-pubsub", APPS["rooms"], prefix)
+    prefix = f"crowd-{secrets.token_hex(4)}"
+    command = COMMAND.replace("{workers}", str(opts.workers))
+    env = (("REDIS_PREFIX", prefix),)
+    spec = _Unpinned("rooms-workers", command, "rooms", "redis-pubsub", APPS["rooms"], env)
     log_path = Path(__file__).parent / "logs" / f"{stamp}-crowd" / "server.log"
     server = await servers.start(spec, log_path, "", opts.redis_db, 60.0)
+    # One worker answered the probe; a connection the kernel hands to one still starting
+    # would wait in its backlog, so let them all finish starting first.
+    await _wait_idle(server.pid, 60.0)
     log.info("server up on port %d; %d generators connecting", server.port, opts.procs)
     ctx = mp.get_context("spawn")
     sync = (ctx.Queue(), ctx.Barrier(opts.procs), ctx.Event(), ctx.Event())
@@ -216,6 +257,7 @@ async def run(opts: argparse.Namespace) -> dict[str, Any]:
         users = range(first, min(end, opts.total))
         procs.append(ctx.Process(target=_generator, args=(g, server.port, users, opts, sync)))
     out: dict[str, Any] = {"port": server.port, "argv": server.argv, "log": server.log_path}
+    out["redis_before"] = _redis_memory(opts.redis_db, prefix)
     try:
         worker_pids = procstat.descendants(server.pid)[1:]
         before = [procstat.sample(pid) for pid in (server.pid, _redis_pid(opts.redis_db))]
@@ -231,8 +273,10 @@ async def run(opts: argparse.Namespace) -> dict[str, Any]:
         conns = established(server.port)
         out["established"] = len(conns)
         out["workers"] = [_worker_view(p, conns) for p in worker_pids]
+        out["redis_held"] = _redis_memory(opts.redis_db, prefix)
     finally:
         sync[3].set()  # generators drop their connections and exit
+        out["leaves_s"] = await _wait_all_left(opts.redis_db, prefix, 300.0)
         for proc in procs:
             await asyncio.get_running_loop().run_in_executor(None, proc.join, 30)
             if proc.exitcode is None:
@@ -275,9 +319,18 @@ def summary(opts: argparse.Namespace, out: dict[str, Any], argv: list[str]) -> t
             ok == opts.total and not failed and alive == ok and est >= ok,
             chk["rooms_complete"] == chk["rooms"] and not chk["duplicates"],
             out["exit"] == 0,
-            leaves >= ok and not killed,
+            leaves >= ok and not killed and out["leaves_s"] is not None,
         ]
     )
+    r0, r1 = out["redis_before"], out["redis_held"]
+    redis_text = (
+        f"{(r1['used'] - r0['used']) / 2**20:,.1f} MB more used_memory (the whole instance, "
+        f"{(r1['used'] - r0['used']) / max(ok, 1):,.0f} B per connection); this run's "
+        f"{r1['keys']:,} keys {r1['keys_bytes'] / 2**20:,.1f} MB, {r1['channels']:,} pub/sub "
+        "channels"
+    )
+    leaves_s = out["leaves_s"]
+    left_text = "not within 300 s" if leaves_s is None else f"{leaves_s} s"
     per_gen = "; ".join(
         f"{c['conns_ok']:,} in {c['connect_s']:.1f} s, handshake p50/p99 "
         f"{c['connect_p50_ms'] or 0:.0f}/{c['connect_p99_ms'] or 0:.0f} ms"
@@ -296,20 +349,22 @@ def summary(opts: argparse.Namespace, out: dict[str, Any], argv: list[str]) -> t
             f"  per process     {'; '.join(out['workers'])}",
             f"  server RSS      {rss / 2**20:,.1f} MB total (before: {base.rss / 2**20:,.1f} MB), "
             f"{(rss - base.rss) / max(ok, 1) / 1024:.1f} KB per connection",
+            f"  Redis memory    {redis_text}",
             f"  CPU             {cpu_text} of one core (over {wall:.0f} s, connect to check)",
             f"  delivery check  one message in each of {chk['rooms']:,} rooms: "
             f"{chk['delivered']:,}/{chk['expected']:,} members got it, "
             f"{chk['rooms_complete']:,} rooms complete, {chk['duplicates']} duplicates",
             f"  teardown        clients dropped, server idle again after {out['settle_s']} s, "
             f"exit status {out['exit']} after SIGTERM",
-            f"  leaves          {leaves:,} announced, {killed:,} consumers killed by the close "
-            "timeout",
+            f"  leaves          every member gone from presence {left_text} after the drop; "
+            f"{leaves:,} announced, {killed:,} consumers killed by the close timeout",
             f"  server log      {errors} error lines in {out['log']}",
             f"  result          {'PASS' if passed else 'FAIL'}",
             f"  command         {shlex.join(['python', '-m', 'bench.crowd', *argv])}",
             f"  server command  {shlex.join(out['argv'])}",
             f"  machine         {m['nproc']} x {m['cpu']}, kernel {m['kernel']}, "
-            f"Python {m['python']}, commit {m['commit']}",
+            f"Python {m['python']}, commit {m['commit']}, file descriptors "
+            f"{resource.getrlimit(resource.RLIMIT_NOFILE)[1]:,} per process",
         ]
     )
 
@@ -318,14 +373,25 @@ def main(argv: list[str] | None = None) -> int:
     """Parse options, run the crowd test, print the summary; 0 when everything passed."""
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(prog="python -m bench.crowd", description=__doc__)
-    p.add_argument("--total", type=int, default=22_000, help="connections in all")
-    p.add_argument("--procs", type=int, default=2, help="generator processes")
+    p.add_argument("--total", "--connections", type=int, default=22_000, help="in all")
+    each = f"(default: one per {PER_PROCESS:,} connections, at least 2)"
+    p.add_argument("--workers", type=int, help=f"server processes {each}")
+    p.add_argument("--procs", type=int, help=f"generator processes {each}")
     p.add_argument("--room-size", type=int, default=10)
     p.add_argument("--hold", type=float, default=10.0, help="seconds to hold everyone open")
     p.add_argument("--concurrency", type=int, default=32, help="connects in flight per process")
     p.add_argument("--connect-timeout", type=float, default=10.0)
+    p.add_argument(
+        "--connect-budget",
+        type=float,
+        help="seconds for every generator to connect all its users (default: 30 + total/150, "
+        "that is 150 connections a second; more on a machine shared with other work)",
+    )
     p.add_argument("--redis-db", type=int, default=13, help="Redis db, flushed first")
     opts = p.parse_args(argv)
+    enough = max(2, math.ceil(opts.total / PER_PROCESS))
+    opts.workers = opts.workers or enough
+    opts.procs = opts.procs or enough
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("picows").setLevel(logging.WARNING)
     try:

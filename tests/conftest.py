@@ -3,7 +3,6 @@
 import os
 import shutil
 import subprocess
-import sys
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -20,7 +19,7 @@ from rooms.state.backends import get_presence, get_sequence, get_users, get_writ
 from tests.cluster import Cluster
 from tests.hosts import HostsWarning, Network
 from tests.redis_server import RedisServer
-from tests.servers import Server
+from tests.servers import Server, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -73,17 +72,6 @@ def redis_env(redis_url: str) -> Iterator[dict[str, str]]:
     keys = list(client.scan_iter(f"{prefix}*"))
     if keys:
         client.delete(*keys)
-
-
-def migrate(url: str) -> str:
-    """Apply every migration to the database at `url`."""
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "-v0"],
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": url},
-        check=True,
-    )
-    return url
 
 
 @pytest.fixture(scope="session")

@@ -36,6 +36,17 @@ def collect_static(root: Path) -> Path:
     return root
 
 
+def migrate(url: str) -> str:
+    """Apply every migration to the database at `url`."""
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": url},
+        check=True,
+    )
+    return url
+
+
 def _command(kind: str, port: int) -> list[str]:
     if kind == "daphne":
         daphne = str(Path(sys.executable).with_name("daphne"))

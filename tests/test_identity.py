@@ -1,6 +1,7 @@
 """Identity and authority: signed-in users, tokens, reserved names, private rooms, the
 project's own rule, connections per user (in process, through the ASGI application)."""
 
+import asyncio
 import time
 from io import StringIO
 
@@ -14,6 +15,7 @@ from django.test import AsyncClient, override_settings
 
 from chatproject.asgi import application
 from rooms.access import tokens
+from rooms.access.directory import Directory
 from rooms.core import errors
 from tests.clients import chat_path
 
@@ -275,3 +277,25 @@ async def test_a_room_made_private_while_in_use_refuses_the_next_outsider_at_onc
     frame, _ = await refused(await connect("Open", "Late", format="json"))
     assert frame["code"] == errors.ROOM_FORBIDDEN and time.monotonic() - started < 5
     await early.disconnect()
+
+
+async def test_the_access_snapshot_is_in_place_as_soon_as_its_read_is_done():
+    """A join that finds the read done must not need another: one arriving between the read's
+    end and a callback applying it used to wait on it forever without yielding (a hung
+    process under thousands of joins at once)."""
+    directory = Directory(refresh=30)
+    reading = directory._reload()
+    while not reading.done():  # noqa: ASYNC110 - looks at the first turn it is done
+        await asyncio.sleep(0)
+    assert directory._have >= directory._wanted
+    assert await asyncio.wait_for(directory.current(), 5) == directory._snapshot
+    directory.close()
+
+
+async def test_joins_arriving_while_the_snapshot_is_read_share_that_one_read():
+    directory = Directory(refresh=30)
+    snapshots = await asyncio.wait_for(
+        asyncio.gather(*(directory.current() for _ in range(50))), 10
+    )
+    assert len({id(snapshot) for snapshot in snapshots}) == 1
+    directory.close()

@@ -1,6 +1,7 @@
 """Presence and unique nicknames: in one process, and across processes sharing Redis."""
 
 import asyncio
+import contextlib
 import time
 import urllib.request
 
@@ -8,7 +9,7 @@ import orjson
 import pytest
 import redis
 from channels.layers import get_channel_layer
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from rooms.core import errors
 from rooms.state.backends import get_presence, get_sequence
@@ -190,6 +191,36 @@ async def test_members_of_a_killed_process_expire_and_their_leave_is_announced(t
     assert await recv(back) == "ghost joined Room1"
     await back.close()
     await watcher.close()
+
+
+@pytest.mark.redis
+async def test_a_killed_process_members_taking_their_names_back_elsewhere_join_after_their_leave(
+    start_server, redis_env
+):
+    env = {**redis_env, "PRESENCE_TTL": str(TTL), "JOIN_RATE": "0"}  # clients retry at will
+    a, b = start_server("daphne", **env), start_server("daphne", **env)
+    ghosts = [f"Ghost{n}" for n in range(12)]
+    for nickname in ghosts:
+        await recv(await join(a, "Room1", nickname))
+    watcher = await join(b, "Room1", "Watcher", format="json")
+    await recv_json(watcher), await recv_json(watcher)  # welcome, its join
+    a.kill()
+
+    async def take_back(nickname: str):
+        """What a client that lost its server does: join the other one until its name is free."""
+        while True:
+            with contextlib.suppress(OSError, InvalidHandshake, ConnectionClosed):
+                ws = await join(b, "Room1", nickname)
+                if await recv(ws) == f"{nickname} joined Room1":
+                    return ws
+            await asyncio.sleep(0.02)
+
+    back = await asyncio.wait_for(asyncio.gather(*map(take_back, ghosts)), TTL * 4)
+    seen = [(e["type"], e["nickname"]) for e in [await recv_json(watcher) for _ in range(24)]]
+    for nickname in ghosts:
+        assert seen.index(("leave", nickname)) < seen.index(("join", nickname)), seen
+    for ws in [*back, watcher]:
+        await ws.close()
 
 
 @pytest.fixture

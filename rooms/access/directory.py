@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
-from functools import cache, partial
+from functools import cache
 from typing import NamedTuple
 
 from asgiref.sync import async_to_sync
@@ -121,26 +121,36 @@ class Directory:
         if time.monotonic() - self._loaded_at > self._refresh:
             self._reload()
         if not self._listening:
-            await self._listen()
+            self._listening = True  # first: the joins arriving meanwhile must not listen too
+            try:
+                await self._listen()
+            except BaseException:
+                self._listening = False
+                raise
         return self._snapshot
 
     def _reload(self) -> asyncio.Future:
         if self._loading is None:
-            self._loading = asyncio.ensure_future(database_sync_to_async(_load)())
-            self._loading.add_done_callback(partial(self._loaded, self._wanted))
+            self._loading = asyncio.ensure_future(self._read_snapshot(self._wanted))
+            self._loading.add_done_callback(_retrieve)
         return self._loading
 
-    def _loaded(self, generation: int, loading: asyncio.Future) -> None:
-        self._loading = None
-        if not loading.cancelled() and loading.exception() is None:
-            self._snapshot, self._loaded_at = loading.result(), time.monotonic()
-            self._have = max(self._have, generation)
+    async def _read_snapshot(self, generation: int) -> None:
+        """Read and apply the snapshot. Applied here, before the read's future is done, not
+        in a done callback: a join that found the future done before such a callback ran
+        would await it again and again without ever yielding, and the process would hang
+        (seen with thousands of joins at once)."""
+        try:
+            snapshot = await database_sync_to_async(_load)()
+        finally:
+            self._loading = None
+        self._snapshot, self._loaded_at = snapshot, time.monotonic()
+        self._have = max(self._have, generation)
 
     async def _listen(self) -> None:
         layer = get_channel_layer()
         channel = await layer.new_channel()
         await layer.group_add(ACCESS_GROUP, channel)
-        self._listening = True
         if FANOUT in getattr(layer, "extensions", ()):
             layer.attach(channel, self._on_message, self._on_message)
         else:
@@ -166,6 +176,12 @@ class Directory:
         """Forget the snapshot (the process is stopping, or a test ends)."""
         self._snapshot, self._loaded_at, self._listening = EMPTY, float("-inf"), False
         self._wanted, self._have = self._have + 1, self._have
+
+
+def _retrieve(reading: asyncio.Future) -> None:
+    """A read that failed is logged (a join waiting for it gets the error too)."""
+    if not reading.cancelled() and reading.exception() is not None:
+        logger.warning("reading the access snapshot failed", exc_info=reading.exception())
 
 
 async def announce(message: dict) -> None:

@@ -1,11 +1,11 @@
 """Who is in which room, in Redis, shared by every process (the interface of
 rooms.state.presence).
 
-Each process holds its members
-under its own id and renews a heartbeat every PRESENCE_TTL/3 seconds; a process that
-misses its heartbeat for PRESENCE_TTL seconds is dead, and the next heartbeat of any
-live process removes its members and announces their leave (so within PRESENCE_TTL plus
-one heartbeat period). Keys, all under REDIS_PREFIX:
+Each process holds its members under its own id and renews a heartbeat every
+PRESENCE_TTL/3 seconds; a process that misses its heartbeat for PRESENCE_TTL seconds is
+dead, and the next heartbeat of any live process announces its members' leave, then removes
+them (so within PRESENCE_TTL plus one heartbeat period; the leave comes first, so nobody is
+announced joining under one of those names before it). Keys, all under REDIS_PREFIX:
 
     <p>:members:<group>   hash   nickname key -> {"n", "p", "c", "r", "t", "u"} (JSON)
     <p>:procs             zset   process id -> heartbeat deadline (ms, Redis clock)
@@ -254,6 +254,13 @@ class RedisPresence:
                 await announce(layer, claim.group, frames)
 
     async def _reap(self, shard: int, process_id: str, own: bool) -> None:
+        """Announce the leave of every member of a dead process (or of this one, closing),
+        then free their names: a member taking its name back on another process is never
+        announced joining before its leave."""
+        announced = set()
+        for raw in await self._members_of(shard, process_id):
+            await self._announce_leave(raw, process_id)
+            announced.add(raw)
         gone = await _client(shard).eval(
             _REAP,
             3,
@@ -264,12 +271,25 @@ class RedisPresence:
             self._key(shard, "members") + ":",
             "self" if own else "",
         )
-        layer = get_channel_layer()
         for raw in gone:
-            entry = orjson.loads(raw)
-            logger.info("%s left %s: its process %s stopped", entry["n"], entry["r"], process_id)
-            frames = protocol.left(entry["r"], entry["n"], now_ms())
-            await announce(layer, room_group(entry["r"]), frames)
+            if raw not in announced:  # claimed while the others were being announced
+                await self._announce_leave(raw, process_id)
+
+    async def _members_of(self, shard: int, process_id: str) -> list[bytes]:
+        """The member entries a process holds on `shard`, as the reap script will find them."""
+        client = _client(shard)
+        groups = await client.smembers(self._key(shard, "proc", process_id))
+        async with client.pipeline(transaction=False) as pipe:
+            for group in groups:
+                pipe.hvals(self._key(shard, "members", group.decode()))
+            found = await pipe.execute()
+        return [raw for entries in found for raw in entries if orjson.loads(raw)["p"] == process_id]
+
+    async def _announce_leave(self, raw: bytes, process_id: str) -> None:
+        entry = orjson.loads(raw)
+        logger.info("%s left %s: its process %s stopped", entry["n"], entry["r"], process_id)
+        frames = protocol.left(entry["r"], entry["n"], now_ms())
+        await announce(get_channel_layer(), room_group(entry["r"]), frames)
 
     async def close(self) -> None:
         """Stop the heartbeat; remove this process's members, announcing their leave."""
