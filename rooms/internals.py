@@ -42,6 +42,7 @@ def _set(module: str, used_by: str, function: str, *names: str) -> list[Reliance
 SERVE, CONNECTION = "rooms.server.serve", "rooms.server.connection"
 FRAMES, UPGRADES, PATCHES = "rooms.server.frames", "rooms.server.upgrades", "rooms.server.patches"
 GUARD, MEMORY, PUBSUB = "rooms.server.guard", "rooms.layers.memory", "rooms.layers.redis_pubsub"
+RESUBSCRIBING = "rooms.layers.resubscribing"
 CLUSTER = "rooms.layers.cluster_pubsub"
 
 # fmt: off
@@ -106,8 +107,8 @@ RELIANCES: dict[str, list[Reliance]] = {
     "channels_redis": [
         *_a("channels_redis.pubsub", PUBSUB, "RedisPubSubChannelLayer._get_layer",
             "RedisPubSubLoopLayer._get_shard", "RedisPubSubLoopLayer._subscribe_to_channel",
-            "RedisPubSubLoopLayer._get_group_channel_name",
-            "RedisSingleShardConnection._receive_message",
+            "RedisPubSubLoopLayer._get_group_channel_name"),
+        *_a("channels_redis.pubsub", RESUBSCRIBING, "RedisSingleShardConnection._receive_message",
             "RedisSingleShardConnection._do_receiving",
             "RedisSingleShardConnection._ensure_redis",
             "RedisSingleShardConnection._ensure_receiver"),
@@ -115,8 +116,8 @@ RELIANCES: dict[str, list[Reliance]] = {
               "_args", "_kwargs", "_serializer"),
         *_set("channels_redis.pubsub", PUBSUB, "RedisPubSubLoopLayer.__init__", "_shards",
               "channels", "groups", "prefix"),
-        *_set("channels_redis.pubsub", PUBSUB, "RedisSingleShardConnection.__init__", "_lock",
-              "_pubsub", "_redis", "_subscribed_to"),
+        *_set("channels_redis.pubsub", RESUBSCRIBING, "RedisSingleShardConnection.__init__",
+              "_lock", "_pubsub", "_redis", "_subscribed_to"),
         *_a("channels_redis.utils", PUBSUB, "_wrap_close"),
         # rooms.state.redis_sequence publishes room events itself, in the layer's format:
         # msgpack (checked byte for byte in tests/test_compat.py).

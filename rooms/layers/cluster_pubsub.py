@@ -21,11 +21,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from rooms import internals
+from rooms.layers.resubscribing import RETRY_FIRST, RETRY_MAX
 
 logger = logging.getLogger(__name__)
-
-RETRY_FIRST = 0.1  # seconds before the first resubscription attempt
-RETRY_MAX = 0.5  # longest wait between attempts
 
 
 def cluster_client(urls: list[str], **kwargs) -> RedisCluster:

@@ -32,17 +32,16 @@ nicknames come back within PRESENCE_TTL/3. Two claims of one nickname can then m
 import asyncio
 import logging
 import uuid
+from functools import partial
 from typing import NamedTuple
 
 import orjson
-from channels.layers import get_channel_layer
 
-from rooms.core import errors, names, protocol
-from rooms.core.events import evict, now_ms
-from rooms.core.groups import room_group
+from rooms.core import errors, names
+from rooms.core.events import now_ms
 from rooms.state import clients, lua, shards
+from rooms.state import redis_recovery as recovery
 from rooms.state.presence import Member, sorted_nicknames
-from rooms.state.sequence import announce
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +49,7 @@ logger = logging.getLogger(__name__)
 # rooms/state/lua/*.lua
 _CLAIM = lua.script("claim")
 _RELEASE = lua.script("release")
-_RESTORE = lua.script("restore")
 _HEARTBEAT = lua.script("heartbeat")
-_REAP = lua.script("reap")
 
 
 # In a Redis Cluster, presence is kept in this many hash tags, each a shard of its own
@@ -212,7 +209,6 @@ class RedisPresence:
     async def restore(self, shard: int, lost: bool) -> None:
         """Claim this process's members' nicknames on `shard` again (module docstring): when
         Redis `lost` its memory the earlier claim of a name wins, otherwise the one in Redis."""
-        layer = get_channel_layer()
         claims = [
             (channel, claim)
             for channel, claim in self._claims.items()
@@ -226,70 +222,12 @@ class RedisPresence:
             shard,
             len(claims),
         )
-        async with _client(shard).pipeline(transaction=False) as pipe:
-            for _, claim in claims:
-                pipe.eval(
-                    _RESTORE,
-                    3,
-                    self._key(shard, "members", claim.group),
-                    self._key(shard, "proc", self.process_id),
-                    self._key(shard, "active"),
-                    claim.key,
-                    claim.entry,
-                    claim.group,
-                    claim.room,
-                    claim.since,
-                    "1" if lost else "",
-                )
-            results = await pipe.execute()
-        for (channel, claim), (restored, held) in zip(claims, results, strict=True):
-            nickname = orjson.loads(claim.entry)["n"]
-            if not restored:
-                self._claims.pop(channel, None)
-                await layer.send(channel, evict(errors.nickname_taken(nickname)))
-            elif held:
-                await layer.send(orjson.loads(held)["c"], evict(errors.nickname_taken(nickname)))
-            elif restored == 1 and not lost:
-                frames = protocol.joined(claim.room, nickname, now_ms())
-                await announce(layer, claim.group, frames)
+        keys = partial(self._key, shard)
+        for channel in await recovery.restore(_client(shard), keys, self.process_id, claims, lost):
+            self._claims.pop(channel, None)
 
     async def _reap(self, shard: int, process_id: str, own: bool) -> None:
-        """Announce the leave of every member of a dead process (or of this one, closing),
-        then free their names: a member taking its name back on another process is never
-        announced joining before its leave."""
-        announced = set()
-        for raw in await self._members_of(shard, process_id):
-            await self._announce_leave(raw, process_id)
-            announced.add(raw)
-        gone = await _client(shard).eval(
-            _REAP,
-            3,
-            self._key(shard, "procs"),
-            self._key(shard, "proc", process_id),
-            self._key(shard, "active"),
-            process_id,
-            self._key(shard, "members") + ":",
-            "self" if own else "",
-        )
-        for raw in gone:
-            if raw not in announced:  # claimed while the others were being announced
-                await self._announce_leave(raw, process_id)
-
-    async def _members_of(self, shard: int, process_id: str) -> list[bytes]:
-        """The member entries a process holds on `shard`, as the reap script will find them."""
-        client = _client(shard)
-        groups = await client.smembers(self._key(shard, "proc", process_id))
-        async with client.pipeline(transaction=False) as pipe:
-            for group in groups:
-                pipe.hvals(self._key(shard, "members", group.decode()))
-            found = await pipe.execute()
-        return [raw for entries in found for raw in entries if orjson.loads(raw)["p"] == process_id]
-
-    async def _announce_leave(self, raw: bytes, process_id: str) -> None:
-        entry = orjson.loads(raw)
-        logger.info("%s left %s: its process %s stopped", entry["n"], entry["r"], process_id)
-        frames = protocol.left(entry["r"], entry["n"], now_ms())
-        await announce(get_channel_layer(), room_group(entry["r"]), frames)
+        await recovery.reap(_client(shard), partial(self._key, shard), process_id, own)
 
     async def close(self) -> None:
         """Stop the heartbeat; remove this process's members, announcing their leave."""

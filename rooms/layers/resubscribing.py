@@ -1,0 +1,133 @@
+"""A channels-redis shard connection that subscribes again after Redis comes back.
+
+channels-redis 4.3 with redis-py 7.4 never subscribes again after Redis goes away and comes
+back (rooms.layers.redis_pubsub). Here the receive loop, on a lost connection, replaces its
+PubSub with a new one subscribed to every channel and group it had, retrying with backoff
+until Redis answers; `lost` says so meanwhile. Subscriptions and unsubscriptions made while
+one is under way are sent together, one command for many.
+"""
+
+import asyncio
+import logging
+
+from channels_redis.pubsub import RedisSingleShardConnection
+
+logger = logging.getLogger(__name__)
+
+RETRY_FIRST = 0.1  # seconds before the first resubscription attempt
+RETRY_MAX = 0.5  # longest wait between attempts
+
+
+class ResubscribingShard(RedisSingleShardConnection):
+    """A shard connection whose receive loop resubscribes after a lost connection."""
+
+    lost = False  # True from a lost connection until its subscriptions are restored
+
+    def __init__(self, host, channel_layer) -> None:
+        super().__init__(host, channel_layer)
+        self._leaving: set[str] = set()
+        self._unsubscriber: asyncio.Task | None = None
+        self._joining: dict[str, asyncio.Future] = {}
+        self._subscriber: asyncio.Task | None = None
+
+    async def subscribe(self, channel: str) -> None:
+        """Subscribe `channel` together with every other channel or group joining meanwhile.
+
+        One SUBSCRIBE per new connection cost a command and a turn of the shard's lock
+        each: sharing them made churn on this layer markedly faster
+        (BENCHMARKS.md, "Connecting on Redis pub/sub")."""
+        future = self._joining.get(channel)
+        if future is None:
+            future = self._joining[channel] = asyncio.get_running_loop().create_future()
+            if self._subscriber is None or self._subscriber.done():
+                self._subscriber = asyncio.ensure_future(self._subscribe_joining())
+        # Shielded: another caller may wait for the same name (a group).
+        error = await asyncio.shield(future)
+        if error is not None:
+            raise error
+
+    async def _subscribe_joining(self) -> None:
+        while self._joining:
+            async with self._lock:
+                joining, self._joining = self._joining, {}
+                # Checked under the lock, as channels-redis does: an UNSUBSCRIBE of a group
+                # that emptied may have run just before.
+                names = [name for name in joining if name not in self._subscribed_to]
+                error = None
+                try:
+                    if names:
+                        self._ensure_redis()
+                        self._ensure_receiver()
+                        await self._pubsub.subscribe(*names)
+                        self._subscribed_to.update(names)
+                except BaseException as exc:  # each caller raises it, as with its own SUBSCRIBE
+                    error = exc
+                    if not isinstance(exc, Exception):  # cancelled: the layer is closing
+                        raise
+                finally:
+                    for future in joining.values():
+                        if not future.done():
+                            future.set_result(error)
+
+    def unsubscribe_soon(self, channel: str) -> None:
+        """Unsubscribe `channel` together with every other channel leaving meanwhile.
+
+        One UNSUBSCRIBE per channel, each under the shard's lock, took minutes when
+        thousands of clients left at once, and held up every publish (the leave notices)
+        behind them; consumers outlived Daphne's close timeout and were killed."""
+        self._leaving.add(channel)
+        if self._unsubscriber is None or self._unsubscriber.done():
+            self._unsubscriber = asyncio.ensure_future(self._unsubscribe_leaving())
+
+    async def _unsubscribe_leaving(self) -> None:
+        while self._leaving:
+            async with self._lock:
+                channels, self._leaving = self._leaving, set()
+                try:
+                    await self._pubsub.unsubscribe(*channels)
+                except Exception:  # a lost connection: resubscribing will leave them out
+                    logger.warning("unsubscribing %d channels failed", len(channels))
+                self._subscribed_to -= channels
+
+    async def _do_receiving(self) -> None:
+        while True:
+            try:
+                if self._pubsub and self._pubsub.subscribed:
+                    message = await self._pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=0.1
+                    )
+                    self._receive_message(message)
+                else:
+                    await asyncio.sleep(0.1)
+            except (asyncio.CancelledError, GeneratorExit):
+                raise
+            except Exception:
+                logger.warning("Redis subscription lost; resubscribing", exc_info=True)
+                self.lost = True
+                await self._resubscribe()
+                self.lost = False
+
+    async def _resubscribe(self) -> None:
+        delay = RETRY_FIRST
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                async with self._lock:
+                    pubsub = self._redis.pubsub()
+                    if self._subscribed_to:
+                        await pubsub.subscribe(*self._subscribed_to)
+                    old, self._pubsub = self._pubsub, pubsub
+            except Exception as exc:
+                logger.debug("resubscription failed: %r", exc)
+                delay = min(delay * 2, RETRY_MAX)
+                continue
+            logger.info("Redis subscriptions restored: %d channels", len(self._subscribed_to))
+            try:
+                await old.aclose()
+            except Exception:  # the old connection is already dead; closing is tidying
+                logger.debug("closing the lost PubSub failed", exc_info=True)
+            return
+
+    def _receive_message(self, message: dict | None) -> None:
+        if message is not None:
+            self.channel_layer.receive_message(message)
