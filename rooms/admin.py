@@ -5,6 +5,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django import forms
 from django.contrib import admin
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -146,9 +147,10 @@ class SanctionAdmin(admin.ModelAdmin):
         if target is not None:
             obj.nickname, obj.user_id = target.nickname, obj.user_id or target.user_id
         super().save_model(request, obj, form, change)  # post_save tells every process
-        if target is not None:
+        if target is not None:  # once committed, as the directory's reload
+            reach = async_to_sync(moderation.reach)
             layer = get_channel_layer()
-            async_to_sync(moderation.reach)(layer, target, obj.kind, obj.until, obj.reason)
+            transaction.on_commit(lambda: reach(layer, target, obj.kind, obj.until, obj.reason))
 
     def has_change_permission(self, request: HttpRequest, obj: Sanction | None = None) -> bool:
         return False

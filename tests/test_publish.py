@@ -66,6 +66,26 @@ async def test_apublish_reaches_members_with_the_rooms_next_id_and_is_stored():
     await ws.disconnect()
 
 
+async def test_a_message_delivered_to_members_is_stored_even_if_its_publisher_gives_up():
+    ws = await joined("Room1", "Nick")
+    for turns in range(6):  # cancelled at every step of the way, before and after the id
+        task = asyncio.ensure_future(rooms.apublish("Room1", f"try {turns}"))
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    await asyncio.sleep(0.2)
+    seen = []
+    while not await ws.receive_nothing(0.1):
+        seen.append(orjson.loads(await ws.receive_from())["text"])
+    await get_writer().flush()
+    stored = await database_sync_to_async(
+        lambda: list(Message.objects.values_list("text", flat=True).order_by("seq"))
+    )()
+    assert stored == seen
+    await ws.disconnect()
+
+
 async def test_publish_from_a_thread_or_a_sync_context_reaches_the_room_in_call_order():
     ws = await joined("Room1", "Nick")
     first = await sync_to_async(rooms.publish)("Room1", "from sync code")
@@ -361,6 +381,9 @@ async def test_the_post_api_answers_each_case_with_its_status_and_code(
     annie, _ = await asyncio.to_thread(signed_in, server, "ann")
     not_staff = post(server, "Room1", {"text": "x"}, opener=annie)
     assert (not_staff[0], not_staff[1]["error"]["code"]) == (403, errors.FORBIDDEN)
+    empty_token = {"Authorization": "Bearer "}  # never the session instead of a token
+    no_token = post(server, "Room1", {"text": "x"}, opener=annie, headers=empty_token)
+    assert (no_token[0], no_token[1]["error"]["code"]) == (401, errors.TOKEN_INVALID)
 
     seen = [await recv_json(ws) for _ in range(14)]
     assert [(m["id"], m["nickname"], m["text"]) for m in seen] == [

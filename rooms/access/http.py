@@ -10,11 +10,11 @@ from rooms.access import tokens
 async def request_user(request: HttpRequest):
     """The request's user; TOKEN_INVALID if it carries a token that is not valid."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
+    if scheme.lower() == "bearer":  # an empty token too: never the session instead
         return await database_sync_to_async(tokens.user_for)(token.strip())
     return await request.auser()
 
 
 def by_token(request: HttpRequest) -> bool:
     """Whether the request authenticates by token (no CSRF check: no ambient credential)."""
-    return request.headers.get("Authorization", "").lower().startswith("bearer ")
+    return request.headers.get("Authorization", "").partition(" ")[0].lower() == "bearer"

@@ -3,6 +3,7 @@ admin, a ban or mute given or lifted) announced to every process's directory at 
 (rooms.access.directory)."""
 
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
 from rooms.access.directory import announce_names, announce_reload, display_name
@@ -25,12 +26,14 @@ def _user_deleted(sender, instance, **kwargs) -> None:
 
 
 def _room_changed(sender, **kwargs) -> None:
-    announce_reload()
+    # Once committed: a process reloading before would keep the old rules until its next
+    # refresh (ACCESS_REFRESH). Outside a transaction, at once.
+    transaction.on_commit(announce_reload)
 
 
 def _sanction_changed(sender, instance, **kwargs) -> None:
     if instance.kind != Sanction.KICK:  # a kick holds nothing for later joins
-        announce_reload()
+        transaction.on_commit(announce_reload)
 
 
 def connect() -> None:

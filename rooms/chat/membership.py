@@ -166,8 +166,10 @@ class Membership:
         get_writer().record(Pending(room, stamp.id, stamp.ts, nickname, text))
 
     def mute(self, until: float) -> None:
-        """A moderator muted this member until `until` (0: unmuted), from any process."""
-        self.rights = self.rights._replace(muted_until=until)
+        """A moderator muted this member until `until` (0: unmuted), from any process. A
+        shorter mute does not end a longer one in force: the directory keeps both."""
+        muted_until = max(self.rights.muted_until, until) if until else 0.0
+        self.rights = self.rights._replace(muted_until=muted_until)
 
     async def members(self) -> list[str]:
         """The room's nicknames, sorted."""

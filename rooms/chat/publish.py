@@ -23,9 +23,10 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError
 
 from rooms.chat import stores
-from rooms.core import commands, names, protocol
+from rooms.core import commands, errors, names, protocol
 from rooms.core.errors import ClientError
 from rooms.core.groups import room_group
 from rooms.models import from_ms, to_ms
@@ -112,7 +113,13 @@ async def _stamped(room: str, text: str, nickname: str) -> tuple[Published, Pend
 
 
 async def _served(room: str, text: str, nickname: str) -> Published:
-    """Publish on the serving loop; the history writer keeps it, as a client's message."""
+    """Publish on the serving loop; the history writer keeps it, as a client's message.
+    Shielded: a caller cancelled once the id is issued (an HTTP client that hung up) must
+    not leave a message its members saw out of history."""
+    return await asyncio.shield(_recorded(room, text, nickname))
+
+
+async def _recorded(room: str, text: str, nickname: str) -> Published:
     published, pending = await _stamped(room, text, nickname)
     get_writer().record(pending)
     return published
@@ -131,7 +138,12 @@ async def _alone(room: str, text: str, nickname: str, own_loop: bool) -> Publish
     finally:
         if own_loop:
             await clients.close()
-    await database_sync_to_async(write)([pending])
+    try:
+        written = await database_sync_to_async(write)([pending])
+    except DatabaseError as error:  # delivered, not stored: say so, with the client's code
+        raise PublishError(errors.SERVICE_UNAVAILABLE, f"Delivered but not stored: {error}")
+    if written.set_aside:
+        raise PublishError(errors.SERVICE_UNAVAILABLE, "Delivered but refused by the database.")
     return published
 
 
