@@ -31,6 +31,15 @@ def serving_pids(port: int) -> dict[int, int]:
     return owners
 
 
+def running(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie waiting for its new parent to reap it is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
 async def drain(client) -> None:
     while True:
         try:
@@ -66,6 +75,22 @@ async def test_stopping_the_supervisor_stops_every_worker(start_server, redis_en
     assert not alive, f"workers {alive} outlived the supervisor"
     for client in clients:
         await client.close()
+
+
+async def test_workers_whose_supervisor_is_killed_shut_down_and_say_goodbye(start_server):
+    server = start_server("workers:1")
+    nick = await join(server, "Room1", "Nick")
+    assert await recv(nick) == "Nick joined Room1"
+    worker = serving_pids(server.port)[nick.transport.get_extra_info("sockname")[1]]
+    server.kill()  # SIGKILL: the supervisor cannot pass anything on
+    with pytest.raises(ConnectionClosed) as closed:
+        await recv(nick, timeout=15)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+    for _ in range(100):
+        if not running(worker):
+            break
+        await asyncio.sleep(0.1)
+    assert not running(worker), "the worker outlived its supervisor"
 
 
 def test_more_than_one_worker_without_redis_is_refused():

@@ -5,20 +5,24 @@ listening socket; all sockets are bound to the same address with SO_REUSEPORT, s
 kernel spreads new connections evenly across the processes. The sockets listen with a
 backlog of `--backlog` (Daphne's own is 50, which a burst of connections overflows).
 Rooms span processes through the Redis channel layer, so more than one worker needs
-REDIS_URL. SIGTERM and SIGINT are passed on to every worker.
+REDIS_URL. SIGTERM and SIGINT are passed on to every worker; a worker whose supervisor dies
+(even by SIGKILL) gets SIGTERM from the kernel and shuts down as for any SIGTERM (Linux).
 """
 
 import argparse
+import ctypes
 import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
+from functools import partial
 
 logger = logging.getLogger(__name__)
 
 APPLICATION = "chatproject.asgi:application"
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 def listening_socket(host: str, port: int, backlog: int) -> socket.socket:
@@ -31,6 +35,15 @@ def listening_socket(host: str, port: int, backlog: int) -> socket.socket:
     sock.listen(backlog)
     sock.set_inheritable(True)
     return sock
+
+
+def terminated_with(parent: int) -> None:
+    """In a worker, before it runs: SIGTERM when `parent` exits, so that no worker outlives
+    its supervisor holding the port and its members' names."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the supervisor died before the request took effect
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -66,6 +79,7 @@ def main(argv: list[str]) -> int:
             ],
             pass_fds=[sock.fileno()],
             process_group=0,  # a terminal's Ctrl-C reaches only us; we pass it on once
+            preexec_fn=partial(terminated_with, os.getpid()),
         )
         for sock in sockets
     ]
