@@ -6,10 +6,15 @@ import asyncio
 import pytest
 
 from rooms.core.groups import room_group
-from tests.clients import join, recv, recv_json
 from tests.cluster import Cluster
-from tests.test_presence import assert_refused_as_taken
-from tests.test_shards import joined, messages, next_of, said
+from tests.test_recovery import messages, said
+from tests.test_shards import (
+    bursts_in_one_order,
+    joined,
+    next_of,
+    one_nickname_across,
+    recovers_with_since,
+)
 
 pytestmark = pytest.mark.redis
 
@@ -36,22 +41,9 @@ def two_servers(start_server, redis_cluster_url):
 
 
 async def test_each_room_keeps_one_order_across_processes_in_its_slot(two_servers, redis_cluster):
-    a, b = two_servers
     rooms = rooms_on_two_masters(redis_cluster)
-    clients = {
-        room: [await joined((a, b)[n % 2], room, f"u{n}") for n in range(4)] for room in rooms
-    }
-    await asyncio.sleep(0.2)
-
-    async def burst(room: str, n: int) -> None:
-        for seq in range(25):
-            await clients[room][n].send(said(f"{n}.{seq}"))
-
-    await asyncio.gather(*(burst(room, n) for room in rooms for n in range(4)))
+    clients, _ = await bursts_in_one_order(two_servers, rooms)
     for room in rooms:
-        streams = await asyncio.gather(*(messages(ws, 100) for ws in clients[room]))
-        assert [event["id"] for event in streams[0]] == list(range(1, 101))
-        assert all(stream == streams[0] for stream in streams)
         group = room_group(room)
         owner = redis_cluster.node_for(group)
         with owner.client() as client:  # its keys and its channel on the master of its slot
@@ -66,42 +58,16 @@ async def test_each_room_keeps_one_order_across_processes_in_its_slot(two_server
 
 
 async def test_nicknames_are_unique_and_members_listed_across_processes(two_servers, redis_cluster):
-    a, b = two_servers
     for room in rooms_on_two_masters(redis_cluster):
-        nick = await join(a, room, "Nick", format="json")
-        assert (await recv_json(nick))["members"] == ["Nick"]
-        alex = await join(b, room, "Alex")
-        assert await recv(alex) == f"Alex joined {room}"
-        await assert_refused_as_taken(await join(b, room, "nick"), "nick")
-        await alex.send("/who")
-        assert await recv(alex) == f"Members of {room} (2): Alex, Nick"
-        await nick.close()
-        assert await recv(alex) == "Nick left the room"
+        alex = await one_nickname_across(*two_servers, room)
         await alex.close()
 
 
 async def test_a_reconnecting_client_recovers_with_since_on_the_other_process(
     two_servers, redis_cluster
 ):
-    a, b = two_servers
     for room in rooms_on_two_masters(redis_cluster):
-        sender = await joined(b, room, "Sender")
-        reader = await joined(a, room, "Reader")
-        for n in range(3):
-            await sender.send(said(f"before {n}"))
-        assert [event["id"] for event in await messages(reader, 3)] == [1, 2, 3]
-        await reader.close()
-        for n in range(4):
-            await sender.send(said(f"while away {n}"))
-        await messages(sender, 7)
-        back = await join(b, room, "Back", format="json", since="3")
-        assert (await recv_json(back))["last_id"] == 7
-        missed = await messages(back, 4)
-        assert [(event["id"], event["text"]) for event in missed] == [
-            (4 + n, f"while away {n}") for n in range(4)
-        ]
-        await back.close()
-        await sender.close()
+        await recovers_with_since(*two_servers, room)
 
 
 async def test_a_restarted_master_stops_only_its_rooms_and_they_recover_by_themselves(

@@ -6,7 +6,6 @@ import time
 from collections import Counter
 from functools import partial
 
-import orjson
 import pytest
 
 from rooms.core.groups import room_group
@@ -14,6 +13,7 @@ from rooms.layers.redis_pubsub import ResilientRedisPubSubChannelLayer
 from rooms.state.shards import jump_hash, shard_of
 from tests.clients import get_json, join, recv, recv_json, wait_until
 from tests.test_presence import api, assert_refused_as_taken
+from tests.test_recovery import messages, said
 
 pytestmark = pytest.mark.redis
 
@@ -23,10 +23,6 @@ def room_on(shard: int, shards: int = 2, stem: str = "Room") -> str:
     return next(
         f"{stem}{n}" for n in range(1000) if shard_of(room_group(f"{stem}{n}"), shards) == shard
     )
-
-
-def said(text: str) -> str:
-    return orjson.dumps({"type": "message", "text": text}).decode()
 
 
 async def joined(server, room: str, nickname: str, **query: str):
@@ -42,16 +38,6 @@ async def next_of(ws, *types: str) -> dict:
     while (event := await recv_json(ws))["type"] not in types:
         pass
     return event
-
-
-async def messages(ws, count: int) -> list[dict]:
-    """The next `count` message events, skipping joins and leaves."""
-    found = []
-    while len(found) < count:
-        event = await recv_json(ws)
-        if event["type"] == "message":
-            found.append(event)
-    return found
 
 
 @pytest.mark.parametrize("shards", [2, 3, 4, 7])
@@ -87,6 +73,65 @@ async def test_the_layer_subscribes_a_rooms_events_on_the_rooms_shard():
         assert layer._shards.index(shard) == shard_of(group, 3)
 
 
+async def bursts_in_one_order(servers, rooms: list[str]) -> tuple[dict, dict]:
+    """Four members per room, on both servers in turn, each sending 25 messages at once:
+    every member of a room receives the same 100, ids 1 to 100. Returns the clients and
+    each room's stream, for the caller's checks of where the room lives."""
+    clients = {
+        room: [await joined(servers[n % 2], room, f"u{n}") for n in range(4)] for room in rooms
+    }
+    await asyncio.sleep(0.2)
+
+    async def burst(room: str, n: int) -> None:
+        for seq in range(25):
+            await clients[room][n].send(said(f"{n}.{seq}"))
+
+    await asyncio.gather(*(burst(room, n) for room in rooms for n in range(4)))
+    streams = {}
+    for room in rooms:
+        received = await asyncio.gather(*(messages(ws, 100) for ws in clients[room]))
+        assert [event["id"] for event in received[0]] == list(range(1, 101))
+        assert all(stream == received[0] for stream in received)
+        streams[room] = received[0]
+    return clients, streams
+
+
+async def one_nickname_across(a, b, room: str):
+    """Nick on `a`, Alex on `b`: a look-alike of Nick is refused on `b`, /who lists both,
+    Nick's leave reaches Alex. Returns Alex's client."""
+    nick = await join(a, room, "Nick", format="json")
+    assert (await recv_json(nick))["members"] == ["Nick"]
+    alex = await join(b, room, "Alex")
+    assert await recv(alex) == f"Alex joined {room}"
+    await assert_refused_as_taken(await join(b, room, "nick"), "nick")
+    await alex.send("/who")
+    assert await recv(alex) == f"Members of {room} (2): Alex, Nick"
+    await nick.close()
+    assert await recv(alex) == "Nick left the room"
+    return alex
+
+
+async def recovers_with_since(a, b, room: str) -> None:
+    """A reader on `a` leaves; coming back on `b` with ?since= it gets exactly what it missed."""
+    sender = await joined(b, room, "Sender")
+    reader = await joined(a, room, "Reader")
+    for n in range(3):
+        await sender.send(said(f"before {n}"))
+    assert [event["id"] for event in await messages(reader, 3)] == [1, 2, 3]
+    await reader.close()
+    for n in range(4):
+        await sender.send(said(f"while away {n}"))
+    await messages(sender, 7)
+    back = await join(b, room, "Back", format="json", since="3")
+    assert (await recv_json(back))["last_id"] == 7
+    missed = await messages(back, 4)
+    assert [(event["id"], event["text"]) for event in missed] == [
+        (4 + n, f"while away {n}") for n in range(4)
+    ]
+    await back.close()
+    await sender.close()
+
+
 @pytest.fixture
 def two_servers(start_server, shards_env):
     env = {**shards_env, "RATE_LIMIT": "0", "PRESENCE_TTL": "1.5"}
@@ -101,23 +146,10 @@ def keys_of(server) -> set[str]:
 async def test_each_room_keeps_one_order_across_processes_on_its_own_shard(
     two_servers, redis_shards
 ):
-    a, b = two_servers
     rooms = [room_on(0), room_on(1)]
-    clients = {
-        room: [await joined((a, b)[n % 2], room, f"u{n}") for n in range(4)] for room in rooms
-    }
-    await asyncio.sleep(0.2)
-
-    async def burst(room: str, n: int) -> None:
-        for seq in range(25):
-            await clients[room][n].send(said(f"{n}.{seq}"))
-
-    await asyncio.gather(*(burst(room, n) for room in rooms for n in range(4)))
+    clients, streams = await bursts_in_one_order(two_servers, rooms)
     for room in rooms:
-        streams = await asyncio.gather(*(messages(ws, 100) for ws in clients[room]))
-        assert [event["id"] for event in streams[0]] == list(range(1, 101))
-        assert all(stream == streams[0] for stream in streams)
-        assert {event["room"] for event in streams[0]} == {room}
+        assert {event["room"] for event in streams[room]} == {room}
     for shard, room in enumerate(rooms):  # the room's keys on its shard, none on the other
         own, other = redis_shards[shard], redis_shards[1 - shard]
         assert f"shards:seq:{{{room_group(room)}}}" in keys_of(own)
@@ -132,15 +164,7 @@ async def test_nicknames_are_unique_and_members_listed_across_processes_on_each_
 ):
     a, b = two_servers
     for room in (room_on(0), room_on(1)):
-        nick = await join(a, room, "Nick", format="json")
-        assert (await recv_json(nick))["members"] == ["Nick"]
-        alex = await join(b, room, "Alex")
-        assert await recv(alex) == f"Alex joined {room}"
-        await assert_refused_as_taken(await join(b, room, "nick"), "nick")
-        await alex.send("/who")
-        assert await recv(alex) == f"Members of {room} (2): Alex, Nick"
-        await nick.close()
-        assert await recv(alex) == "Nick left the room"
+        alex = await one_nickname_across(a, b, room)
         members = await wait_until(
             partial(lambda room: api(a, f"/api/rooms/{room}/")["members"], room), ["Alex"].__eq__
         )
@@ -152,25 +176,8 @@ async def test_nicknames_are_unique_and_members_listed_across_processes_on_each_
 
 
 async def test_a_reconnecting_client_recovers_with_since_on_the_other_process(two_servers):
-    a, b = two_servers
     for room in (room_on(0), room_on(1)):
-        sender = await joined(b, room, "Sender")
-        reader = await joined(a, room, "Reader")
-        for n in range(3):
-            await sender.send(said(f"before {n}"))
-        assert [event["id"] for event in await messages(reader, 3)] == [1, 2, 3]
-        await reader.close()
-        for n in range(4):
-            await sender.send(said(f"while away {n}"))
-        await messages(sender, 7)
-        back = await join(b, room, "Back", format="json", since="3")
-        assert (await recv_json(back))["last_id"] == 7
-        missed = await messages(back, 4)
-        assert [(event["id"], event["text"]) for event in missed] == [
-            (4 + n, f"while away {n}") for n in range(4)
-        ]
-        await back.close()
-        await sender.close()
+        await recovers_with_since(*two_servers, room)
 
 
 async def test_a_stopped_shard_stops_only_its_rooms_and_they_recover_by_themselves(
