@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 APPLICATION = "chatproject.asgi:application"
 PR_SET_PDEATHSIG = 1  # prctl(2)
+# Resolved in the supervisor, not in the child: between fork and exec only the call runs.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
 
 
 def listening_socket(host: str, port: int, backlog: int) -> socket.socket:
@@ -40,8 +42,8 @@ def listening_socket(host: str, port: int, backlog: int) -> socket.socket:
 def terminated_with(parent: int) -> None:
     """In a worker, before it runs: SIGTERM when `parent` exits, so that no worker outlives
     its supervisor holding the port and its members' names."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if _prctl is not None:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != parent:  # the supervisor died before the request took effect
             os.kill(os.getpid(), signal.SIGTERM)
 
