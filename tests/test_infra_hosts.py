@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.hosts import MANUAL_TAG, Network, network_tag
+from tests.processes import gone_or_zombie
 from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -243,11 +244,3 @@ def test_hosts_can_be_brought_up_and_down_by_hand():
     finally:
         assert hosts_module("down").returncode == 0
     assert f"{MANUAL_TAG}-" not in ours_everywhere()
-
-
-def gone_or_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"

@@ -12,6 +12,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from tests.clients import join, recv
+from tests.processes import gone_or_zombie
 from tests.servers import BASE_ENV, ROOT
 from tests.test_history import wait_stored
 
@@ -29,15 +30,6 @@ def serving_pids(port: int) -> dict[int, int]:
         if match and int(match[1]) == port:
             owners[int(match[2])] = int(match[3])
     return owners
-
-
-def running(pid: int) -> bool:
-    """Whether `pid` is a live process (a zombie waiting for its new parent to reap it is not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 async def drain(client) -> None:
@@ -87,10 +79,10 @@ async def test_workers_whose_supervisor_is_killed_shut_down_and_say_goodbye(star
         await recv(nick, timeout=15)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
     for _ in range(100):
-        if not running(worker):
+        if gone_or_zombie(worker):
             break
         await asyncio.sleep(0.1)
-    assert not running(worker), "the worker outlived its supervisor"
+    assert gone_or_zombie(worker), "the worker outlived its supervisor"
 
 
 def test_more_than_one_worker_without_redis_is_refused():
