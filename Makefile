@@ -6,7 +6,6 @@ VENV := .venv
 PY := $(VENV)/bin/python
 RUN_STAMP := $(VENV)/.run-installed
 DEV_STAMP := $(VENV)/.dev-installed
-BENCH_STAMP := $(VENV)/.bench-installed
 HOST ?= 0.0.0.0
 PORT ?= 8000
 # What run and serve show the network: no debug page (DEBUG off, even if the shell has it
@@ -28,14 +27,9 @@ $(RUN_STAMP): requirements.txt | $(VENV)/bin/python
 	$(PY) -m pip install -q -r requirements.txt
 	touch $@
 
-$(DEV_STAMP): requirements.txt requirements-dev.txt requirements-bench.txt | $(VENV)/bin/python
+$(DEV_STAMP): requirements.txt requirements-dev.txt | $(VENV)/bin/python
 	$(PY) -m pip install -q -r requirements-dev.txt
-	touch $@ $(RUN_STAMP) $(BENCH_STAMP)
-
-# The load generator's picows and uvloop: only the benchmarks need them.
-$(BENCH_STAMP): requirements-bench.txt | $(VENV)/bin/python
-	$(PY) -m pip install -q -r requirements-bench.txt
-	touch $@
+	touch $@ $(RUN_STAMP)
 
 $(SECRET_KEY_FILE):
 	umask 077 && $(PYTHON) -c "import secrets; print(secrets.token_urlsafe(50))" > $@.new
@@ -63,12 +57,12 @@ lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: $(DEV_STAMP) $(BENCH_STAMP) services
+bench: $(DEV_STAMP) services
 	$(PY) -m bench $(BENCH_ARGS)
 
 # 22,000 connections on two worker processes through Redis (BENCHMARKS.md, Crowd); more with
 # CROWD_ARGS="--connections 100000" (a worker and a generator per 15,000 connections).
-crowd: $(DEV_STAMP) $(BENCH_STAMP) services
+crowd: $(DEV_STAMP) services
 	$(PY) -m bench.crowd $(CROWD_ARGS)
 
 # Three hosts (network namespaces, as root; loopback addresses otherwise) share one Redis;

@@ -17,7 +17,7 @@ from bench import configs, fleet, machine, profiles, record, report, runner
 log = logging.getLogger("bench")
 
 BENCH_DIR = Path(__file__).resolve().parent
-DEFAULT_SERVERS = "tutorial-daphne,seed,rooms-daphne,rooms-serve"
+DEFAULT_SERVERS = "tutorial-daphne,seed,rooms-daphne,rooms-serve,rooms-fast"
 KEEP_LOG_RUNS = 10
 
 
@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--servers",
         default=DEFAULT_SERVERS,
-        help="comma list: rooms-daphne, rooms-uvicorn, rooms-serve, tutorial-daphne, "
+        help="comma list: rooms-daphne, rooms-uvicorn, rooms-serve, rooms-fast, tutorial-daphne, "
         "tutorial-uvicorn, seed (the C++ server rooms re-implements), fanout-picows, "
         "or a --custom name",
     )

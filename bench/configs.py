@@ -47,7 +47,7 @@ APPS = {
         "chatproject.asgi:application",
         "chatproject.settings",
         "rooms",
-        ("daphne", "uvicorn", "serve"),
+        ("daphne", "uvicorn", "serve", "fast"),
         ROOMS_ENV,
         migrate=True,
     ),
@@ -64,6 +64,7 @@ RUNNERS = {
     "uvicorn": "{bin}/uvicorn {app} --host 127.0.0.1 --port {port} --loop uvloop "
     "--ws websockets-sansio",
     "serve": "{python} -m rooms.server.serve -b 127.0.0.1 -p {port} {app}",
+    "fast": "{python} -m rooms.server.fast -b 127.0.0.1 -p {port} {app}",
 }
 
 # Servers outside the APP x RUNNER grid. A multi-process launcher of the product belongs

@@ -19,7 +19,7 @@ from rooms.state.backends import get_presence, get_sequence, get_users, get_writ
 from tests.cluster import Cluster
 from tests.hosts import HostsWarning, Network
 from tests.redis_server import RedisServer
-from tests.servers import Server, migrate
+from tests.servers import LAUNCHERS, Server, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -139,6 +139,12 @@ def start_server(database_url: str, tmp_path: Path) -> Iterator:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(params=LAUNCHERS)
+def launcher(request) -> str:
+    """Each production launcher in turn (tests.servers.LAUNCHERS)."""
+    return request.param
 
 
 @pytest.fixture

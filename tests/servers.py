@@ -19,6 +19,11 @@ BASE_ENV = {
 }
 
 
+# The production launchers: Daphne's (rooms.server.serve) and uvicorn's (rooms.server.fast).
+# The reliability suites run against both.
+LAUNCHERS = ["serve", "fast"]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -54,6 +59,9 @@ def _command(kind: str, port: int) -> list[str]:
     if kind == "serve":  # the production launcher: Daphne plus graceful shutdown and limits
         app = "chatproject.asgi:application"
         return [sys.executable, "-m", "rooms.server.serve", "-b", "127.0.0.1", "-p", str(port), app]
+    if kind == "fast":  # the launcher on uvicorn, uvloop and picows
+        app = "chatproject.asgi:application"
+        return [sys.executable, "-m", "rooms.server.fast", "-b", "127.0.0.1", "-p", str(port), app]
     if kind == "runserver":
         return [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
     if kind.startswith("workers:"):  # N processes of the production launcher on one port

@@ -121,7 +121,11 @@ async def expect_messages(page: Page, expected: list[tuple[str, str]]) -> None:
     await expect(page.locator(".message .nick")).to_have_text([nick for nick, _ in expected])
 
 
-async def test_two_people_see_each_other_join_talk_both_ways_and_leave(visit, server):
+@pytest.mark.parametrize("kind", ["daphne", "fast"])
+async def test_two_people_see_each_other_join_talk_both_ways_and_leave(
+    visit, start_server, static_root, kind
+):
+    server = start_server(kind, STATIC_ROOT=str(static_root))
     nick = await visit()
     await nick.goto(server.http("/"))
     await nick.locator("#nickname").fill("Nick")
@@ -374,9 +378,9 @@ async def test_the_room_fits_a_phone_screen(visit, server, tmp_path):
 
 
 async def test_a_server_shutting_down_is_announced_and_the_page_comes_back(
-    visit, start_server, static_root
+    visit, start_server, static_root, launcher
 ):
-    server = start_server("serve", STATIC_ROOT=str(static_root))
+    server = start_server(launcher, STATIC_ROOT=str(static_root))
     nick = await enter_room(await visit(), server, "Room1", "Nick")
     server.restart()
     await expect(nick.locator('.notice[data-kind="drop"] span')).to_have_text(

@@ -79,9 +79,9 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 
 
 async def test_redis_outage_is_explained_and_the_server_recovers_by_itself(
-    start_server, private_redis
+    start_server, launcher, private_redis
 ):
-    server = start_server("serve", REDIS_URL=private_redis.url, REDIS_PREFIX="outage")
+    server = start_server(launcher, REDIS_URL=private_redis.url, REDIS_PREFIX="outage")
     nick = await join(server, "Room1", "Nick")
     assert await recv(nick) == "Nick joined Room1"
     alex = await join(server, "Room1", "Alex")
@@ -126,8 +126,10 @@ async def test_redis_outage_is_explained_and_the_server_recovers_by_itself(
         await ws.close()
 
 
-async def test_dead_peer_is_removed_after_a_missed_ping_and_its_leave_announced(start_server):
-    server = start_server("serve", PING_INTERVAL="1", PING_TIMEOUT="1")
+async def test_dead_peer_is_removed_after_a_missed_ping_and_its_leave_announced(
+    start_server, launcher
+):
+    server = start_server(launcher, PING_INTERVAL="1", PING_TIMEOUT="1")
     nick = await join(server, "Room1", "Nick")
     await recv(nick)
     ghost = raw_join(server.port, "/ws/chat/Room1/?nickname=Ghost")
@@ -177,11 +179,11 @@ async def join_as_second(server, room: str, nickname: str) -> tuple[int | None, 
 
 
 async def test_redis_losing_its_memory_loses_no_id_no_message_no_member_and_no_name(
-    start_server, private_redis, database_url
+    start_server, launcher, private_redis, database_url
 ):
     env = {"REDIS_URL": private_redis.url, "REDIS_PREFIX": "loss", "PRESENCE_TTL": "3"}
-    a = start_server("serve", FLUSH_INTERVAL_MS="50", **env)
-    b = start_server("serve", FLUSH_INTERVAL_MS="50", **env)
+    a = start_server(launcher, FLUSH_INTERVAL_MS="50", **env)
+    b = start_server(launcher, FLUSH_INTERVAL_MS="50", **env)
     oa = await join(a, "Loss", "oa", format="json")
     await next_of(oa, "join")
     ob = await join(b, "Loss", "ob", format="json")

@@ -7,8 +7,9 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
+from rooms.server import wire
 from rooms.server.connection import SendQueue
-from rooms.server.frames import CACHE_SIZE, shared_text_frame, text_frame
+from rooms.server.wire import CACHE_SIZE, shared_text_frame, text_frame
 from tests.clients import join, recv, recv_json, recv_n
 
 
@@ -57,15 +58,14 @@ def test_the_cache_stays_bounded():
     texts = [f"message {n}" for n in range(CACHE_SIZE * 2)]
     for text in texts:
         assert parse(shared_text_frame(text)).data.decode() == text
-    from rooms.server import frames
 
-    assert len(frames._cache) <= CACHE_SIZE
+    assert len(wire._cache) <= CACHE_SIZE
 
 
 @pytest.fixture
-def serve(start_server):
-    """The production launcher, whose consumers write shared frames in bursts."""
-    return start_server("serve", MAX_MESSAGE_LENGTH="70000", RATE_LIMIT="0")
+def serve(start_server, launcher):
+    """A production launcher, whose consumers write shared frames in bursts."""
+    return start_server(launcher, MAX_MESSAGE_LENGTH="70000", RATE_LIMIT="0")
 
 
 async def test_messages_of_every_frame_length_arrive_intact_through_the_launcher(serve):

@@ -1,9 +1,9 @@
 """Abuse limits: rate, room and server size, client addresses, idle clients, slow
 consumers, frame size.
 
-Pure tables for rooms.core.limits, then each limit against the real launcher (rooms.server.serve)
-over real sockets: the client at fault gets its error frame and close code, everyone
-else goes on.
+Pure tables for rooms.core.limits, then each limit against the real launchers
+(tests.servers.LAUNCHERS) over real sockets: the client at fault gets its error frame and
+close code, everyone else goes on.
 """
 
 import asyncio
@@ -269,8 +269,8 @@ def test_settings_refuse_a_frame_limit_below_the_longest_valid_message():
     subprocess.run([sys.executable, "-c", "import chatproject.settings"], env=env, check=True)
 
 
-async def test_client_over_its_rate_is_told_and_closed_and_the_room_goes_on(start_server):
-    server = start_server("serve", RATE_LIMIT="1", RATE_BURST="3")
+async def test_client_over_its_rate_is_told_and_closed_and_the_room_goes_on(start_server, launcher):
+    server = start_server(launcher, RATE_LIMIT="1", RATE_BURST="3")
     other = await join(server, "Room1", "Other")
     await recv(other)
     flood = await join(server, "Room1", "Flood")
@@ -288,8 +288,10 @@ async def test_client_over_its_rate_is_told_and_closed_and_the_room_goes_on(star
     await other.close()
 
 
-async def test_full_room_and_full_server_refuse_with_4503_until_a_place_frees(start_server):
-    server = start_server("serve", MAX_ROOM_CONNECTIONS="2", MAX_CONNECTIONS="3")
+async def test_full_room_and_full_server_refuse_with_4503_until_a_place_frees(
+    start_server, launcher
+):
+    server = start_server(launcher, MAX_ROOM_CONNECTIONS="2", MAX_CONNECTIONS="3")
     first = await join(server, "Small", "First")
     assert await recv(first) == "First joined Small"
     second = await join(server, "Small", "Second")
@@ -323,9 +325,9 @@ async def join_from(server, host: str, room: str, nickname: str, **query) -> Cli
 
 
 async def test_an_address_at_max_connections_per_ip_is_refused_and_others_still_join(
-    start_server,
+    start_server, launcher
 ):
-    server = start_server("serve", MAX_CONNECTIONS_PER_IP="50", JOIN_RATE="0")
+    server = start_server(launcher, MAX_CONNECTIONS_PER_IP="50", JOIN_RATE="0")
     watcher = await join_from(server, "127.0.0.2", "Room1", "Watcher")
     assert await recv(watcher) == "Watcher joined Room1"
     members = [await join_from(server, "127.0.0.1", "Room1", f"m{n}") for n in range(50)]
@@ -353,8 +355,8 @@ async def test_an_address_at_max_connections_per_ip_is_refused_and_others_still_
         await ws.close()
 
 
-async def test_joins_over_an_address_budget_are_refused_and_never_announced(start_server):
-    server = start_server("serve", JOIN_RATE="0.01", JOIN_BURST="4")
+async def test_joins_over_an_address_budget_are_refused_and_never_announced(start_server, launcher):
+    server = start_server(launcher, JOIN_RATE="0.01", JOIN_BURST="4")
     watcher = await join_from(server, "127.0.0.2", "Room1", "Watcher")
     assert await recv(watcher) == "Watcher joined Room1"
     # Four joins from 127.0.0.1, two of them refused for other reasons: each costs a token,
@@ -391,8 +393,8 @@ async def test_joins_over_an_address_budget_are_refused_and_never_announced(star
     await watcher.close()
 
 
-async def test_idle_client_is_closed_with_4408_and_an_active_one_stays(start_server):
-    server = start_server("serve", IDLE_TIMEOUT="2")
+async def test_idle_client_is_closed_with_4408_and_an_active_one_stays(start_server, launcher):
+    server = start_server(launcher, IDLE_TIMEOUT="2")
     idle = await join(server, "Room1", "Idle")
     assert await recv(idle) == "Idle joined Room1"
     active = await join(server, "Room1", "Active")
@@ -413,8 +415,8 @@ async def test_idle_client_is_closed_with_4408_and_an_active_one_stays(start_ser
     assert frames[-1] == "error IDLE_TIMEOUT: No valid message or command from you in 2 seconds."
 
 
-async def test_a_client_sending_only_refused_frames_is_closed_as_idle(start_server):
-    server = start_server("serve", IDLE_TIMEOUT="2")
+async def test_a_client_sending_only_refused_frames_is_closed_as_idle(start_server, launcher):
+    server = start_server(launcher, IDLE_TIMEOUT="2")
     noisy = await join(server, "Room1", "Noisy")
     assert await recv(noisy) == "Noisy joined Room1"
     joined = time.monotonic()
@@ -438,11 +440,11 @@ async def test_a_client_sending_only_refused_frames_is_closed_as_idle(start_serv
     }
 
 
-async def test_connection_churn_does_not_grow_server_memory(start_server):
+async def test_connection_churn_does_not_grow_server_memory(start_server, launcher):
     # A closed connection's objects must go with reference counting: left in reference
     # cycles, each holds ~25 KB until a full collection, which a server tuned for many
     # long-lived connections runs rarely (rooms.server.serve, GC_THRESHOLDS).
-    server = start_server("serve", JOIN_RATE="0")  # 6,000 joins from one address
+    server = start_server(launcher, JOIN_RATE="0")  # 6,000 joins from one address
 
     async def churn(worker: int, times: int) -> None:
         for n in range(times):
@@ -457,8 +459,10 @@ async def test_connection_churn_does_not_grow_server_memory(start_server):
     assert server.rss_kib() - baseline < 8 * 1024  # with cycles: ~20 MB a round
 
 
-async def test_client_that_stops_reading_is_dropped_and_bounds_server_memory(start_server):
-    server = start_server("serve", RATE_LIMIT="0", SEND_BUFFER_LIMIT="262144")
+async def test_client_that_stops_reading_is_dropped_and_bounds_server_memory(
+    start_server, launcher
+):
+    server = start_server(launcher, RATE_LIMIT="0", SEND_BUFFER_LIMIT="262144")
     reader = await join(server, "Busy", "Reader")
     assert await recv(reader) == "Reader joined Busy"
     stalled = raw_join(server.port, "/ws/chat/Busy/?nickname=Stalled", rcvbuf=4096)
@@ -521,8 +525,10 @@ async def _drain(ws) -> None:
         pass
 
 
-async def test_longest_valid_message_is_delivered_and_one_byte_more_gets_1009(start_server):
-    server = start_server("serve")  # MAX_FRAME_BYTES unset: 64 KiB for 4096 characters
+async def test_longest_valid_message_is_delivered_and_one_byte_more_gets_1009(
+    start_server, launcher
+):
+    server = start_server(launcher)  # MAX_FRAME_BYTES unset: 64 KiB for 4096 characters
     other = await join(server, "Room1", "Other")
     await recv(other)
     big = await join(server, "Room1", "Big", format="json", history="0")

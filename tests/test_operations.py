@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from email.message import Message
 from pathlib import Path
 
 import pytest
@@ -32,13 +33,14 @@ PLAIN_400 = """
 """
 
 
-def _get(url: str, **headers: str) -> tuple[int, dict[str, str], str]:
+def _get(url: str, **headers: str) -> tuple[int, Message, str]:
+    """GET; header names are looked up without regard to case, as HTTP reads them."""
     try:
         request = urllib.request.Request(url, headers=headers)
         with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, dict(response.headers), response.read().decode()
+            return response.status, response.headers, response.read().decode()
     except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read().decode()
+        return error.code, error.headers, error.read().decode()
 
 
 @pytest.mark.parametrize(
@@ -160,14 +162,15 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def _get_once(url: str, **headers: str) -> tuple[int, dict[str, str], str]:
-    """GET without following a redirect: the redirect itself is the answer."""
+def _get_once(url: str, **headers: str) -> tuple[int, Message, str]:
+    """GET without following a redirect: the redirect itself is the answer. Header names
+    are looked up without regard to case, as HTTP reads them (servers differ in case)."""
     opener = urllib.request.build_opener(_NoRedirects)
     try:
         with opener.open(urllib.request.Request(url, headers=headers), timeout=10) as response:
-            return response.status, dict(response.headers), response.read().decode()
+            return response.status, response.headers, response.read().decode()
     except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read().decode()
+        return error.code, error.headers, error.read().decode()
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +178,7 @@ def static_root(tmp_path_factory) -> str:
     return str(collect_static(tmp_path_factory.mktemp("static")))
 
 
-@pytest.mark.parametrize("kind", ["serve", "daphne", "runserver"])
+@pytest.mark.parametrize("kind", ["serve", "fast", "daphne", "runserver"])
 async def test_a_root_path_sent_by_a_client_changes_no_link_or_redirect(
     start_server, static_root, kind
 ):
@@ -207,8 +210,8 @@ async def test_a_root_path_configured_by_the_operator_prefixes_links_and_routes(
     await nick.close()
 
 
-def test_http_pages_carry_the_security_headers(start_server):
-    server = start_server("serve")
+def test_http_pages_carry_the_security_headers(start_server, launcher):
+    server = start_server(launcher)
     status, headers, _ = _get(server.http("/healthz"))
     assert status == 200
     assert headers["X-Content-Type-Options"] == "nosniff"
@@ -219,16 +222,16 @@ def test_http_pages_carry_the_security_headers(start_server):
     assert "Strict-Transport-Security" not in headers  # only with HTTPS=1
 
 
-def test_hsts_and_secure_cookies_only_behind_https(start_server):
-    server = start_server("serve", HTTPS="1")
+def test_hsts_and_secure_cookies_only_behind_https(start_server, launcher):
+    server = start_server(launcher, HTTPS="1")
     _, headers, _ = _get(server.http("/healthz"), **{"X-Forwarded-Proto": "https"})
     assert headers["Strict-Transport-Security"] == "max-age=31536000"
     _, headers, _ = _get(server.http("/healthz"))  # not through the TLS proxy
     assert "Strict-Transport-Security" not in headers
 
 
-async def test_metrics_count_connections_rooms_messages_and_errors(start_server):
-    server = start_server("serve")
+async def test_metrics_count_connections_rooms_messages_and_errors(start_server, launcher):
+    server = start_server(launcher)
     nick = await join(server, "Room1", "Nick")
     assert await recv(nick) == "Nick joined Room1"
     await nick.send(b"\x00binary")
@@ -275,8 +278,8 @@ def test_readyz_names_no_host_or_port_and_logs_why(start_server):
     ) in server.log()
 
 
-async def test_server_log_has_one_line_per_join_and_leave_with_the_client(start_server):
-    server = start_server("serve")
+async def test_server_log_has_one_line_per_join_and_leave_with_the_client(start_server, launcher):
+    server = start_server(launcher)
     _get(server.http("/healthz"))
     nick = await join(server, "Room1", "Nick")
     assert await recv(nick) == "Nick joined Room1"
@@ -285,5 +288,6 @@ async def test_server_log_has_one_line_per_join_and_leave_with_the_client(start_
     log = await wait_until(server.log, lambda log: "leave room=" in log)
     assert re.search(r"join room='Room1' nickname='Nick' client=127\.0\.0\.1:\d+", log)
     assert "leave room='Room1' nickname='Nick' code=1000" in log
-    assert '"GET /healthz" 200' in log  # HTTP requests keep their access-log line
+    # HTTP requests keep their access-log line (Daphne's or uvicorn's format)
+    assert re.search(r'"GET /healthz( HTTP/1\.1)?" 200', log)
     assert "WSCONNECT" not in log and "WSDISCONNECT" not in log

@@ -1,4 +1,4 @@
-"""Graceful shutdown of the launcher (rooms.server.serve) on SIGTERM."""
+"""Graceful shutdown of the launchers (tests.servers.LAUNCHERS) on SIGTERM."""
 
 import asyncio
 import signal
@@ -23,9 +23,9 @@ async def _close_of(ws) -> tuple[int | None, str]:
 
 
 async def test_sigterm_closes_every_client_with_1001_keeps_messages_and_exits(
-    start_server, database_url
+    start_server, launcher, database_url
 ):
-    server = start_server("serve", SHUTDOWN_TIMEOUT="8", FLUSH_INTERVAL_MS="60000")
+    server = start_server(launcher, SHUTDOWN_TIMEOUT="8", FLUSH_INTERVAL_MS="60000")
     text = await join(server, "Room1", "Nick")
     assert await recv(text) == "Nick joined Room1"
     js = await join(server, "Room1", "Alex", format="json")
@@ -57,8 +57,8 @@ async def test_sigterm_closes_every_client_with_1001_keeps_messages_and_exits(
         await join(server, "Room1", "Late")
 
 
-async def test_json_client_sees_the_going_away_close_after_its_last_event(start_server):
-    server = start_server("serve")
+async def test_json_client_sees_the_going_away_close_after_its_last_event(start_server, launcher):
+    server = start_server(launcher)
     js = await join(server, "Room1", "Alex", format="json")
     frames = [await recv_json(js) for _ in range(2)]
     assert [frame["type"] for frame in frames] == ["welcome", "join"]

@@ -3,9 +3,7 @@
 A room message reaches every member as the same `str` object (the channel layer shares one
 event among all local members). Daphne hands each recipient's copy to autobahn, which
 encodes, checks, frames and logs it again for every socket: a large share of the CPU of a
-delivery. `SharedFrameProtocol` keeps the last few frames it built, keyed by the identity
-of their text, and writes the cached bytes. A server frame is never masked (RFC 6455
-section 5.1), so the bytes are the same for every recipient.
+delivery. `SharedFrameProtocol` writes the bytes rooms.server.wire built once for all.
 
 Frames are sent at once when nothing is queued before them (`write_through`), as asyncio's
 own transports do; Twisted's `transport.write` waits for the next loop turn and registers
@@ -20,41 +18,14 @@ turn. A room delivery is then a function call, with no await and no task switch.
 """
 
 import asyncio
-import struct
 from collections.abc import Sequence
 
 from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import tcp
 
-CACHE_SIZE = 256  # distinct messages in flight at once, per process
+from rooms.server.wire import shared_text_frame
 
-_cache: dict[int, tuple[str, bytes]] = {}
 _corked: list["SharedFrameProtocol"] = []  # protocols holding texts until the turn ends
-
-
-def text_frame(text: str) -> bytes:
-    """One final, unmasked, uncompressed text frame carrying `text`."""
-    payload = text.encode()
-    length = len(payload)
-    if length < 126:
-        header = struct.pack("!BB", 0x81, length)
-    elif length < 1 << 16:
-        header = struct.pack("!BBH", 0x81, 126, length)
-    else:
-        header = struct.pack("!BBQ", 0x81, 127, length)
-    return header + payload
-
-
-def shared_text_frame(text: str) -> bytes:
-    """`text_frame(text)`, built once for every send of this very `str` object."""
-    entry = _cache.get(id(text))
-    if entry is not None and entry[0] is text:
-        return entry[1]
-    frame = text_frame(text)
-    if len(_cache) >= CACHE_SIZE:
-        del _cache[next(iter(_cache))]  # the oldest entry
-    _cache[id(text)] = (text, frame)  # holding `text` keeps its id from being reused
-    return frame
 
 
 def write_through(transport, data: bytes) -> None:

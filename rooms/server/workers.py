@@ -1,6 +1,7 @@
-"""The server command: `python -m rooms.server.workers [--workers N] [daphne options]`.
+"""The server command: `python -m rooms.server.workers [--workers N] [--server S] [options]`.
 
-Each worker is `python -m rooms.server.serve` (Daphne with graceful shutdown) serving its own
+Each worker is `python -m rooms.server.fast` (uvicorn, uvloop and picows; `--server serve`:
+rooms.server.serve, Daphne), given the options this command does not know, serving its own
 listening socket; all sockets are bound to the same address with SO_REUSEPORT, so the
 kernel spreads new connections evenly across the processes. The sockets listen with a
 backlog of `--backlog` (Daphne's own is 50, which a burst of connections overflows).
@@ -22,6 +23,7 @@ from functools import partial
 logger = logging.getLogger(__name__)
 
 APPLICATION = "chatproject.asgi:application"
+SERVERS = ("fast", "serve")  # rooms.server.fast and rooms.server.serve
 PR_SET_PDEATHSIG = 1  # prctl(2)
 # Resolved in the supervisor, not in the child: between fork and exec only the call runs.
 _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
@@ -54,12 +56,18 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--backlog", type=int, default=4096, help="listen backlog per worker")
+    parser.add_argument(
+        "--server",
+        choices=SERVERS,
+        default="fast",
+        help="each worker's launcher: fast (uvicorn, picows) or serve (Daphne)",
+    )
     return parser.parse_known_args(argv)
 
 
 def main(argv: list[str]) -> int:
     """Start the workers, pass signals on, and exit when they have all exited."""
-    args, daphne_args = parse_args(argv)
+    args, server_args = parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
     from django.conf import settings
 
@@ -73,10 +81,10 @@ def main(argv: list[str]) -> int:
             [
                 sys.executable,
                 "-m",
-                "rooms.server.serve",
+                f"rooms.server.{args.server}",
                 "--fd",
                 str(sock.fileno()),
-                *daphne_args,
+                *server_args,
                 APPLICATION,
             ],
             pass_fds=[sock.fileno()],
