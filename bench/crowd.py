@@ -21,6 +21,7 @@ import math
 import multiprocessing as mp
 import os
 import queue
+import re
 import resource
 import secrets
 import shlex
@@ -209,7 +210,9 @@ def _kill_orphans(pids: list[int]) -> bool:
     killed = False
     for pid in pids:
         with suppress(OSError):
-            if b"rooms.server.serve" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            if re.search(
+                rb"rooms\.server\.(fast|serve)", Path(f"/proc/{pid}/cmdline").read_bytes()
+            ):
                 os.kill(pid, signal.SIGKILL)
                 log.error("server worker %d outlived its launcher; killed", pid)
                 killed = True

@@ -1,5 +1,5 @@
 """Server frames built once per message: byte-exact RFC 6455 frames, shared by recipients,
-and written in bursts by the production launcher (rooms.server.serve)."""
+and written in bursts by the production launchers (tests.servers.LAUNCHERS)."""
 
 import asyncio
 

@@ -1,4 +1,4 @@
-"""Hostile bytes against one live server (the launcher, rooms.server.serve) over raw sockets.
+"""Hostile bytes against one live server per launcher (tests.servers.LAUNCHERS) over raw sockets.
 
 Each case sends something malformed and checks what that connection gets back; after each,
 two sentinel members of another room must still chat, and the server still answer HTTP.

@@ -39,6 +39,7 @@ from tests.clients import (
     read_until_closed,
     recv,
     recv_n,
+    recv_until,
 )
 from tests.servers import BASE_ENV, ROOT
 
@@ -286,6 +287,51 @@ async def test_client_over_its_rate_is_told_and_closed_and_the_room_goes_on(star
     await other.send("still here")
     assert await recv(other) == "Other: still here"
     await other.close()
+
+
+async def test_a_burst_of_frames_in_one_write_is_read_as_fast_as_it_is_handled(
+    start_server, launcher
+):
+    # 400,000 two-byte messages, 3.2 MB in one write: the client is closed for its rate
+    # after a few of them, the room goes on, and the server does not hold the burst as
+    # queued messages (rooms.server.websocket stops reading a client whose application has
+    # INPUT_HIGH messages waiting; measured apart, 4 MB sent in 64 KiB writes grew its RSS
+    # by 117 MB before, 2 MB after).
+    server = start_server(launcher)
+    other = await join(server, "Room1", "Other")
+    await recv(other)
+    flood = raw_join(server.port, chat_path("Room1", "Flood"))
+    await recv(other)
+    before = server.rss_kib()
+    peak = before
+    sampling = True
+
+    async def sample() -> None:
+        nonlocal peak
+        while sampling:
+            peak = max(peak, server.rss_kib())
+            await asyncio.sleep(0.005)
+
+    sampler = asyncio.create_task(sample())
+    burst = (bytes([0x81, 0x82]) + bytes(4) + b"hi") * 400_000  # masked with a zero key
+    await asyncio.to_thread(_send_until_closed, flood, burst)
+    lines = await recv_until(other, "Flood left the room")
+    await asyncio.sleep(0.5)
+    sampling = False
+    await sampler
+    flood.close()
+    assert peak - before < 40_000, f"RSS grew by {(peak - before) // 1024} MiB"
+    assert all(line == "Flood: hi" for line in lines[:-1])
+    await other.send("still here")
+    assert await recv(other) == "Other: still here"
+    await other.close()
+
+
+def _send_until_closed(sock: socket.socket, data: bytes) -> None:
+    try:
+        sock.sendall(data)
+    except OSError:  # the server closed the client for its rate and reset the rest
+        pass
 
 
 async def test_full_room_and_full_server_refuse_with_4503_until_a_place_frees(

@@ -1,4 +1,4 @@
-"""rooms.core.queues: the per-connection queue of rooms.server.serve and the Redis layer."""
+"""rooms.core.queues: the per-connection queue of both launchers and the Redis layer."""
 
 import asyncio
 
@@ -29,3 +29,14 @@ async def test_a_cancelled_get_takes_nothing():
     getter.cancel()  # woken, but cancelled before it ran
     await asyncio.gather(getter, return_exceptions=True)
     assert await queue.get() == {"n": 1}
+
+
+async def test_its_length_is_what_waits_for_the_reader():
+    # What the launchers read to stop reading a client whose application is behind.
+    queue = SingleReaderQueue()
+    assert len(queue) == 0 and not queue
+    for n in range(3):
+        queue.put_nowait({"n": n})
+    assert len(queue) == 3
+    await queue.get()
+    assert len(queue) == 2

@@ -2,6 +2,12 @@
 
 import asyncio
 
+# A client's messages waiting for its application before the server stops reading that
+# client, until the application has taken them: a client pipelining thousands of frames in
+# one write would otherwise have them all queued before the application runs once, each
+# message a hundred times its bytes in memory.
+INPUT_HIGH = 64
+
 
 class SingleReaderQueue:
     """put_nowait() from anyone, get() from one task at a time: what Daphne needs of an
@@ -14,6 +20,9 @@ class SingleReaderQueue:
     def __init__(self) -> None:
         self._items: list[dict] = []  # rarely more than one: a list pops its head cheaply
         self._waiter: asyncio.Future | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     def put_nowait(self, item: dict) -> None:
         """Queue `item` and wake the waiting get()."""

@@ -11,12 +11,16 @@ too: what reads it (the origin check, the session cookie, a project's CAN_JOIN) 
 the handshake is answered. autobahn's send queue, an empty deque on almost every
 connection (frames go straight to the socket: rooms.server.frames), becomes one only once
 something waits in it.
+
+Reading a client stops while its application has rooms.core.queues.INPUT_HIGH messages
+waiting, and resumes once it has taken them (`onMessage`, `receive`).
 """
 
 from collections import deque
 
 from twisted.internet import defer
 
+from rooms.core.queues import INPUT_HIGH, SingleReaderQueue
 from rooms.server.frames import SharedFrameProtocol
 
 # Set by autobahn's processHandshake and succeedHandshake, read by nothing afterwards.
@@ -67,7 +71,10 @@ class SendQueue:
 
 
 class RoomsProtocol(SharedFrameProtocol):
-    """Daphne's WebSocket protocol with shared frames and a small per-connection state."""
+    """Daphne's WebSocket protocol with shared frames, a small per-connection state and
+    reading paused while the application is behind."""
+
+    paused = False
 
     @classmethod
     def for_factory(cls, factory) -> type["RoomsProtocol"]:
@@ -90,6 +97,21 @@ class RoomsProtocol(SharedFrameProtocol):
         self.clean_headers.clear()  # in place: the application's scope holds this very list
         for name in HANDSHAKE_ONLY:
             setattr(self, name, None)
+
+    def onMessage(self, payload, isBinary) -> None:
+        super().onMessage(payload, isBinary)
+        if len(self.application_queue) >= INPUT_HIGH and not self.paused:
+            self.paused = True
+            self.transport.pauseProducing()
+
+    async def receive(self, queue: SingleReaderQueue) -> dict:
+        """The application's next message from `queue`, its input queue; reading resumes
+        once it has taken them all."""
+        message = await queue.get()
+        if self.paused and not queue:
+            self.paused = False
+            self.transport.resumeProducing()
+        return message
 
     def connectionLost(self, reason) -> None:
         super().connectionLost(reason)

@@ -109,8 +109,11 @@ class RoomsServer(Server):
             return None
         queue = SingleReaderQueue()
         scope.setdefault("asgi", ASGI_VERSION)
+        receive = (
+            partial(protocol.receive, queue) if isinstance(protocol, RoomsProtocol) else queue.get
+        )
         instance = self.application(
-            scope=scope, receive=queue.get, send=partial(self.handle_reply, protocol)
+            scope=scope, receive=receive, send=partial(self.handle_reply, protocol)
         )
         details["application_instance"] = asyncio.ensure_future(instance)
         return queue

@@ -15,6 +15,9 @@ Room events skip the ASGI send: `write_soon(text)` (the extension
 rooms.chat.extensions.WRITE_SOON) queues a text; every text queued in one event-loop turn
 goes to its client in one write of frames built once per message (rooms.server.wire).
 A client whose unsent bytes pass SEND_BUFFER_LIMIT is closed with 4509 SLOW_CONSUMER.
+
+Reading stops while the application has rooms.core.queues.INPUT_HIGH messages of a client
+waiting, and resumes once it has taken them.
 """
 
 import asyncio
@@ -30,7 +33,7 @@ from picows.picows import WSAutoPingStrategy, WSProtocol
 
 from rooms.chat.extensions import WRITE_SOON
 from rooms.core import errors, logs, metrics
-from rooms.core.queues import SingleReaderQueue
+from rooms.core.queues import INPUT_HIGH, SingleReaderQueue
 from rooms.server import keepalive
 from rooms.server.wire import shared_text_frame
 
@@ -97,6 +100,7 @@ class WebSocket(WSListener):
         "parts",
         "parts_size",
         "close_code",
+        "paused",
         "seen",
         "since",
         "pinged",
@@ -118,6 +122,7 @@ class WebSocket(WSListener):
         self.parts = None
         self.parts_size = 0
         self.close_code = None
+        self.paused = False
         self.seen = True
         self.since = 0.0
         self.pinged = 0.0
@@ -183,7 +188,7 @@ class WebSocket(WSListener):
         task = asyncio.current_task()
         tasks.add(task)
         try:
-            await self.app(scope, self.queue.get, self.send)
+            await self.app(scope, self.receive, self.send)
         except Exception:
             logger.exception("application failed on %s", scope["path"])
             self.refuse(FAILED)
@@ -195,6 +200,14 @@ class WebSocket(WSListener):
             self.close(1000, "")
             if self.state == CLOSED:
                 keepalive.forget(self)
+
+    async def receive(self) -> dict:
+        """The application's next message; reading resumes once it has taken them all."""
+        message = await self.queue.get()
+        if self.paused and not self.queue:
+            self.paused = False
+            self.transport.resume_reading()
+        return message
 
     def refuse(self, response: bytes) -> None:
         """Answer a handshake not accepted with an HTTP error, and close."""
@@ -332,6 +345,9 @@ class WebSocket(WSListener):
             self.queue.put_nowait({"type": "websocket.receive", "text": text})
         else:
             self.queue.put_nowait({"type": "websocket.receive", "bytes": payload})
+        if len(self.queue) >= INPUT_HIGH and not self.paused:
+            self.paused = True
+            self.transport.pause_reading()
 
     def on_ws_disconnected(self, transport) -> None:
         self.lost()
