@@ -21,11 +21,12 @@ def configured_root_path(app):
     `Daphne-Root-Path` header, and Django prefixes every link and redirect with it; once in
     the scope, the header cannot be told from Daphne's own `--root-path`. The server made
     the scope for this connection alone: it is set in place rather than copied, a copy that
-    an open WebSocket would keep for its whole life."""
+    an open WebSocket would keep for its whole life. A plain function returning `app`'s
+    coroutine (called by `serving` only), for the same reason as `serving`."""
 
-    async def with_root_path(scope: dict, receive, send) -> None:
+    def with_root_path(scope: dict, receive, send):
         scope["root_path"] = settings.ROOT_PATH
-        return await app(scope, receive, send)
+        return app(scope, receive, send)
 
     return with_root_path
 

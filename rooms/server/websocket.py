@@ -206,7 +206,8 @@ class WebSocket(WSListener):
         message = await self.queue.get()
         if self.paused and not self.queue:
             self.paused = False
-            self.transport.resume_reading()
+            if not self.transport.is_closing():
+                self.transport.resume_reading()
         return message
 
     def refuse(self, response: bytes) -> None:
