@@ -10,7 +10,7 @@ picows' frame parser and unmasking (rooms.server.websocket). It keeps:
   let consumers announce their leaves (half of SHUTDOWN_TIMEOUT), run the shutdown hooks
   (rooms.core.shutdown: pending history written), stop. A second signal stops at once;
 - SEND_BUFFER_LIMIT (4509 SLOW_CONSUMER), PING_INTERVAL/PING_TIMEOUT and
-  HANDSHAKE_TIMEOUT (rooms.server.keepalive), MAX_FRAME_BYTES (1009), CLOSE_TIMEOUT;
+  HANDSHAKE_TIMEOUT (rooms.server.deadlines), MAX_FRAME_BYTES (1009), CLOSE_TIMEOUT;
 - room events framed once per message and written once per loop turn;
 - the collector tuned for many long-lived connections (rooms.server.serve.GC_THRESHOLDS).
 """
@@ -46,7 +46,7 @@ class RoomsUvicorn(uvicorn.Server):
     async def startup(self, sockets=None) -> None:
         from django.conf import settings
 
-        from rooms.server import keepalive
+        from rooms.server import deadlines
         from rooms.server.serve import GC_THRESHOLDS
 
         await super().startup(sockets)
@@ -54,7 +54,7 @@ class RoomsUvicorn(uvicorn.Server):
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
-        keepalive.start(
+        deadlines.start(
             settings.ROOMS_PING_INTERVAL,
             settings.ROOMS_PING_TIMEOUT,
             settings.ROOMS_HANDSHAKE_TIMEOUT,

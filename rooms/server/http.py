@@ -3,7 +3,7 @@
 uvicorn waits for a request head without limit of time, and httptools reads headers
 without limit of size or number: a client trickling bytes (slowloris) or sending endless
 headers would hold a connection and its memory for good. Each head must arrive whole
-within HANDSHAKE_TIMEOUT (the sweep of rooms.server.keepalive drops it otherwise), in at
+within HANDSHAKE_TIMEOUT (the sweep of rooms.server.deadlines drops it otherwise), in at
 most MAX_HEAD_BYTES (431) and MAX_HEADERS headers (400), as under Daphne.
 
 uvicorn hands an upgrade over by writing the head out again for its WebSocket protocol to
@@ -14,7 +14,7 @@ found and those bytes.
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from rooms.server import keepalive
+from rooms.server import deadlines
 from rooms.server.websocket import WebSocket
 
 MAX_HEAD_BYTES = 16_384  # as Twisted's bound on a request head (totalHeadersSize)
@@ -27,9 +27,9 @@ TOO_LARGE = (
 
 
 class HttpProtocol(HttpToolsProtocol):
-    """HttpToolsProtocol, watched by the keepalive sweep while a head is incoming."""
+    """HttpToolsProtocol, watched by the deadlines sweep while a head is incoming."""
 
-    state = keepalive.CONNECTING  # what the sweep reads; never changes
+    state = deadlines.CONNECTING  # what the sweep reads; never changes
     seen = False
     since = 0.0
     pinged = 0.0
@@ -37,13 +37,13 @@ class HttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
-        keepalive.track(self)
+        deadlines.track(self)
 
     def data_received(self, data: bytes) -> None:
         if self.head_bytes is not None:
             self.head_bytes += len(data)
             if self.head_bytes > MAX_HEAD_BYTES:
-                keepalive.forget(self)
+                deadlines.forget(self)
                 self.transport.write(TOO_LARGE)
                 self.transport.close()
                 return
@@ -76,16 +76,16 @@ class HttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         if self.head_bytes is None:
             self.head_bytes = 0
-            keepalive.track(self)
+            deadlines.track(self)
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:
         self.head_bytes = None
-        keepalive.forget(self)
+        deadlines.forget(self)
         super().on_headers_complete()
 
     def connection_lost(self, exc) -> None:
-        keepalive.forget(self)
+        deadlines.forget(self)
         super().connection_lost(exc)
 
     def abort(self) -> None:

@@ -9,7 +9,7 @@ is a 403, as under Daphne.
 What each connection keeps is this object (slots only), picows' protocol and transport,
 uvloop's transport and the application instance: no task, timer or logger of its own.
 Pings, the handshake deadline and CLOSE_TIMEOUT are kept by one sweep for all
-connections (rooms.server.keepalive).
+connections (rooms.server.deadlines).
 
 Room events skip the ASGI send: `write_soon(text)` (the extension
 rooms.chat.extensions.WRITE_SOON) queues a text; every text queued in one event-loop turn
@@ -34,7 +34,7 @@ from picows.picows import WSAutoPingStrategy, WSProtocol
 from rooms.chat.extensions import WRITE_SOON
 from rooms.core import errors, logs, metrics
 from rooms.core.queues import INPUT_HIGH, SingleReaderQueue
-from rooms.server import keepalive
+from rooms.server import deadlines
 from rooms.server.wire import shared_text_frame
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ FORBIDDEN = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r
 BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 FAILED = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
-CONNECTING, OPEN, CLOSING, CLOSED = keepalive.CONNECTING, keepalive.OPEN, 2, keepalive.CLOSED
+CONNECTING, OPEN, CLOSING, CLOSED = deadlines.CONNECTING, deadlines.OPEN, 2, deadlines.CLOSED
 
 _corked: list["WebSocket"] = []  # connections holding texts until the turn ends
 _addresses: dict[tuple, tuple] = {}  # one (host, port) tuple per listening address
@@ -134,7 +134,7 @@ class WebSocket(WSListener):
     def connection_made(self, transport) -> None:
         self.transport = transport
         self.server_state.connections.add(self)
-        keepalive.track(self)
+        deadlines.track(self)
 
     def data_received(self, data: bytes) -> None:
         # Bytes behind the request head, before the application accepts: picows reads them.
@@ -199,7 +199,7 @@ class WebSocket(WSListener):
             self.refuse(FORBIDDEN)  # ended without accepting
             self.close(1000, "")
             if self.state == CLOSED:
-                keepalive.forget(self)
+                deadlines.forget(self)
 
     async def receive(self) -> dict:
         """The application's next message; reading resumes once it has taken them all."""
@@ -266,7 +266,7 @@ class WebSocket(WSListener):
             lambda request: Accepted(response, self),
             PICOWS_LOG,
             True,  # an exception in on_ws_frame closes the connection
-            None,  # the handshake deadline is ours (rooms.server.keepalive)
+            None,  # the handshake deadline is ours (rooms.server.deadlines)
             False,  # pings are ours too
             1,
             1,
@@ -354,7 +354,7 @@ class WebSocket(WSListener):
         self.lost()
 
     def lost(self) -> None:
-        """The client is gone: tell the application (keepalive cancels it CLOSE_TIMEOUT
+        """The client is gone: tell the application (the deadlines sweep cancels it CLOSE_TIMEOUT
         later if it still runs)."""
         self.server_state.connections.discard(self)
         self.corked = None
@@ -365,7 +365,7 @@ class WebSocket(WSListener):
         self.queue.put_nowait({"type": "websocket.disconnect", "code": code})
         self.since = time.monotonic()
         if self.task is None:
-            keepalive.forget(self)
+            deadlines.forget(self)
 
     def cancel(self) -> None:
         """Stop an application that outlived its client by CLOSE_TIMEOUT."""

@@ -1,11 +1,11 @@
-"""The fast launcher's one sweep for every connection's deadlines (rooms.server.keepalive):
+"""The fast launcher's one sweep for every connection's deadlines (rooms.server.deadlines):
 pings for the silent, drops for the unanswering and for handshakes too slow, cancellation
 of applications that outlive their clients. Against the real launcher: tests/test_faults.py
 (a dead peer), tests/test_fuzz.py (slowloris), both run on every launcher."""
 
 import pytest
 
-from rooms.server import keepalive
+from rooms.server import deadlines
 
 
 class Connection:
@@ -29,77 +29,77 @@ class Connection:
 
 
 @pytest.fixture(autouse=True)
-def deadlines(monkeypatch):
-    monkeypatch.setattr(keepalive.Settings, "ping_interval", 20.0)
-    monkeypatch.setattr(keepalive.Settings, "ping_timeout", 30.0)
-    monkeypatch.setattr(keepalive.Settings, "handshake_timeout", 5.0)
-    monkeypatch.setattr(keepalive.Settings, "close_timeout", 60.0)
-    monkeypatch.setattr(keepalive, "_connections", {})
+def settings(monkeypatch):
+    monkeypatch.setattr(deadlines.Settings, "ping_interval", 20.0)
+    monkeypatch.setattr(deadlines.Settings, "ping_timeout", 30.0)
+    monkeypatch.setattr(deadlines.Settings, "handshake_timeout", 5.0)
+    monkeypatch.setattr(deadlines.Settings, "close_timeout", 60.0)
+    monkeypatch.setattr(deadlines, "_connections", {})
 
 
 def tracked(state: int, since: float = 0.0) -> Connection:
     connection = Connection(state)
-    keepalive.track(connection)
+    deadlines.track(connection)
     connection.since = since
     return connection
 
 
 def test_a_silent_connection_is_pinged_once_then_dropped_if_it_stays_silent():
-    silent = tracked(keepalive.OPEN)
-    keepalive.sweep(19.0)
+    silent = tracked(deadlines.OPEN)
+    deadlines.sweep(19.0)
     assert silent.calls == []
-    keepalive.sweep(20.0)
+    deadlines.sweep(20.0)
     assert silent.calls == ["ping"]
-    keepalive.sweep(49.0)  # no second ping while the first is unanswered
+    deadlines.sweep(49.0)  # no second ping while the first is unanswered
     assert silent.calls == ["ping"]
-    keepalive.sweep(50.0)
+    deadlines.sweep(50.0)
     assert silent.calls == ["ping", "abort"]
 
 
 def test_any_frame_counts_as_an_answer_and_restarts_the_silence():
-    talker = tracked(keepalive.OPEN)
-    keepalive.sweep(20.0)
+    talker = tracked(deadlines.OPEN)
+    deadlines.sweep(20.0)
     talker.seen = True  # a pong, or any frame
-    keepalive.sweep(25.0)
-    keepalive.sweep(44.0)
+    deadlines.sweep(25.0)
+    deadlines.sweep(44.0)
     assert talker.calls == ["ping"]
-    keepalive.sweep(45.0)  # silent for PING_INTERVAL since the frame: pinged again
+    deadlines.sweep(45.0)  # silent for PING_INTERVAL since the frame: pinged again
     assert talker.calls == ["ping", "ping"]
 
 
 def test_a_connection_that_keeps_talking_is_never_pinged():
-    talker = tracked(keepalive.OPEN)
+    talker = tracked(deadlines.OPEN)
     for now in range(0, 200, 5):
         talker.seen = True
-        keepalive.sweep(float(now))
+        deadlines.sweep(float(now))
     assert talker.calls == []
 
 
 def test_a_handshake_not_answered_within_its_deadline_is_dropped():
-    slow = tracked(keepalive.CONNECTING, since=100.0)
-    keepalive.sweep(104.9)
+    slow = tracked(deadlines.CONNECTING, since=100.0)
+    deadlines.sweep(104.9)
     assert slow.calls == []
-    keepalive.sweep(105.0)
+    deadlines.sweep(105.0)
     assert slow.calls == ["abort"]
 
 
 def test_an_application_outliving_its_client_by_the_close_timeout_is_cancelled():
-    gone = tracked(keepalive.CLOSED, since=10.0)
-    keepalive.sweep(69.0)
+    gone = tracked(deadlines.CLOSED, since=10.0)
+    deadlines.sweep(69.0)
     assert gone.calls == []
-    keepalive.sweep(70.0)
+    deadlines.sweep(70.0)
     assert gone.calls == ["cancel"]
 
 
 def test_a_forgotten_connection_is_left_alone():
-    done = tracked(keepalive.OPEN)
-    keepalive.forget(done)
-    keepalive.forget(done)  # twice is harmless
-    keepalive.sweep(1_000.0)
+    done = tracked(deadlines.OPEN)
+    deadlines.forget(done)
+    deadlines.forget(done)  # twice is harmless
+    deadlines.sweep(1_000.0)
     assert done.calls == []
 
 
 def test_the_sweep_runs_four_times_per_shortest_deadline_and_at_most_every_quarter_second():
-    assert keepalive.tick() == 5.0 / 4
-    keepalive.Settings.handshake_timeout = 0.1
-    assert keepalive.tick() == 0.25
+    assert deadlines.tick() == 5.0 / 4
+    deadlines.Settings.handshake_timeout = 0.1
+    assert deadlines.tick() == 0.25
