@@ -1,5 +1,6 @@
-# make run: set up and serve on 0.0.0.0:8000 (rooms.server.serve: Daphne plus graceful shutdown;
-# in-memory layer, SQLite), as in production: DEBUG off, a secret key of this checkout's own.
+# make run: set up and serve on 0.0.0.0:8000 (rooms.server.workers running rooms.server.fast:
+# uvicorn and picows with graceful shutdown; in-memory layer, SQLite), as in production: DEBUG
+# off, a secret key of this checkout's own.
 # make test: set up, start the services the tests need, run every test.
 PYTHON ?= python3
 VENV := .venv
