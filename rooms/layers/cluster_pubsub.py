@@ -104,7 +104,11 @@ class ClusterShard:
                 joining, self._joining = self._joining, {}
                 error = None
                 try:
-                    await self._subscribe(list(joining))
+                    # A room's channel is asked for on every join: sent once.
+                    masters = self._masters.values()
+                    names = [n for n in joining if not any(n in m.channels for m in masters)]
+                    if names:
+                        await self._subscribe(names)
                 except BaseException as exc:  # each caller raises it, as with its own command
                     error = exc
                     if not isinstance(exc, Exception):  # cancelled: the layer is closing
