@@ -19,6 +19,16 @@ from tests.test_shards import (
 pytestmark = pytest.mark.redis
 
 
+def rooms_on_each_master(cluster: Cluster, per_master: int) -> list[str]:
+    """`per_master` rooms on every master."""
+    found: dict[int, list[str]] = {node.port: [] for node in cluster.nodes}
+    for n in range(1000):
+        owned = found[cluster.node_for(room_group(f"Room{n}")).port]
+        if len(owned) < per_master:
+            owned.append(f"Room{n}")
+    return [room for rooms in found.values() for room in rooms]
+
+
 def rooms_on_two_masters(cluster: Cluster) -> list[str]:
     """Two rooms whose slots two different masters serve."""
     first = "Room0"
@@ -36,6 +46,7 @@ def two_servers(start_server, redis_cluster_url):
         "REDIS_CLUSTER": "1",
         "REDIS_PREFIX": "cluster",
         "RATE_LIMIT": "0",
+        "JOIN_RATE": "0",
     }
     return start_server("serve", **env), start_server("serve", **env)
 
@@ -54,6 +65,36 @@ async def test_each_room_keeps_one_order_across_processes_in_its_slot(two_server
             with node.client() as client:
                 assert not [name for name in client.pubsub_channels() if group.encode() in name]
     for ws in (ws for room in rooms for ws in clients[room]):
+        await ws.close()
+
+
+async def test_rooms_on_every_master_at_once_keep_their_order_with_nothing_lost(
+    two_servers, redis_cluster
+):
+    # One process's calls of one turn go to three masters: a pipeline each.
+    clients, _ = await bursts_in_one_order(two_servers, rooms_on_each_master(redis_cluster, 1))
+    for ws in (ws for room in clients.values() for ws in room):
+        await ws.close()
+
+
+async def test_a_burst_of_joins_on_every_master_all_join_and_hear_each_other(
+    two_servers, redis_cluster
+):
+    rooms = rooms_on_each_master(redis_cluster, 2)
+    members = [(room, f"m{n}") for room in rooms for n in range(8)]
+    clients = await asyncio.gather(
+        *(joined(two_servers[n % 2], room, nick) for n, (room, nick) in enumerate(members))
+    )
+    by_room = {
+        room: [ws for (r, _), ws in zip(members, clients, strict=True) if r == room]
+        for room in rooms
+    }
+    for room, room_clients in by_room.items():
+        await room_clients[0].send(said(f"hello {room}"))
+    for room, room_clients in by_room.items():  # every member, on either process, hears it
+        for ws in room_clients:
+            assert [event["text"] for event in await messages(ws, 1)] == [f"hello {room}"]
+    for ws in clients:
         await ws.close()
 
 

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from redis.exceptions import NoScriptError
 
-from rooms.state import clients
+from rooms.state import clients, cluster_batches
 
 
 class Script(NamedTuple):
@@ -38,17 +38,11 @@ class _Call(NamedTuple):
     script: Script
     keys: Sequence
     args: Sequence
-    result: asyncio.Future | None  # None when not batched
+    result: asyncio.Future
 
 
 async def call(shard: int, script: Script, keys: Sequence, args: Sequence) -> object:
     """Run `script` on `shard` with the other calls made this turn; its reply, or its error."""
-    if clients.cluster():  # redis-py refuses EVALSHA in a cluster pipeline: one call each
-        call = _Call(script, keys, args, None)
-        (reply,) = await _run(clients.connect(shard), [call], _alone)
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
     loop = asyncio.get_running_loop()
     batches = _batches.get(loop)
     if batches is None:
@@ -74,7 +68,11 @@ class _Batches:
     async def _send(self, shard: int) -> None:
         calls = self._queued.pop(shard)
         try:
-            replies = await _run(clients.connect(shard), calls, _pipeline)
+            client = clients.connect(shard)
+            if clients.cluster():  # one pipeline per master (rooms.state.cluster_batches)
+                replies = await cluster_batches.run(client, calls, _run, _pipeline, _alone)
+            else:
+                replies = await _run(client, calls, _pipeline)
         except BaseException as exc:  # the connection failed: every call gets the error
             for call in calls:
                 if not call.result.done():

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import redis
 import redis.asyncio as aioredis
 from django.conf import settings
+from redis.asyncio.connection import parse_url
 from redis.cluster import ClusterNode
 from redis.exceptions import RedisError
 
@@ -30,6 +31,11 @@ BACKEND_ERRORS = (RedisError, OSError, TimeoutError)
 
 # event loop -> shard -> client
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, aioredis.Redis]] = (
+    weakref.WeakKeyDictionary()
+)
+
+# event loop -> Redis Cluster node ("host:port") -> client
+_nodes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, aioredis.Redis]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -67,6 +73,30 @@ def connect(shard: int) -> aioredis.Redis:
     return client
 
 
+def node(name: str) -> aioredis.Redis:
+    """This event loop's client of one Redis Cluster node ("host:port"), for pipelines of
+    calls whose slots it serves (rooms.state.cluster_batches); REDIS_POOL_SIZE connections."""
+    loop_nodes = _nodes.setdefault(asyncio.get_running_loop(), {})
+    client = loop_nodes.get(name)
+    if client is None:
+        host, _, port = name.rpartition(":")
+        # The seed URL's options (password, TLS), this node's address.
+        options = {**parse_url(settings.REDIS_URLS[0]), "host": host, "port": int(port)}
+        pool = aioredis.BlockingConnectionPool(max_connections=settings.REDIS_POOL_SIZE, **options)
+        client = loop_nodes[name] = aioredis.Redis.from_pool(pool)
+    return client
+
+
+async def drop_node(name: str) -> None:
+    """Forget a node's client after a failure: the node may be gone for good (a failover)."""
+    client = _nodes.get(asyncio.get_running_loop(), {}).pop(name, None)
+    if client is not None:
+        try:
+            await client.aclose()
+        except BACKEND_ERRORS:  # its connections are broken already: closing is tidying
+            pass
+
+
 def for_name(name: str) -> aioredis.Redis:
     """This event loop's client for the shard owning `name`."""
     return connect(shard_for(name))
@@ -94,5 +124,6 @@ def _sync_cluster(urls: tuple[str, ...]) -> redis.RedisCluster:
 
 async def close() -> None:
     """Close this event loop's clients (at shutdown, or between tests)."""
-    for client in _clients.pop(asyncio.get_running_loop(), {}).values():
+    loop = asyncio.get_running_loop()
+    for client in (*_clients.pop(loop, {}).values(), *_nodes.pop(loop, {}).values()):
         await client.aclose()

@@ -39,7 +39,7 @@ import orjson
 
 from rooms.core import errors, names
 from rooms.core.events import now_ms
-from rooms.state import clients, lua, shards
+from rooms.state import batches, clients, lua, shards
 from rooms.state import redis_recovery as recovery
 from rooms.state.presence import Member, sorted_nicknames
 
@@ -47,7 +47,10 @@ logger = logging.getLogger(__name__)
 
 
 # rooms/state/lua/*.lua
-_CLAIM = lua.script("claim")
+# Claims are batched per event-loop turn (rooms.state.batches): a burst of joins shares
+# pipelines, one per shard or cluster master. A release is sent at once: a leave is
+# announced before its nickname is freed, and a turn's wait would widen that window.
+_CLAIM = batches.script(lua.script("claim"))
 _RELEASE = lua.script("release")
 _HEARTBEAT = lua.script("heartbeat")
 
@@ -67,9 +70,15 @@ def _shard_for(group: str) -> int:
     return clients.shard_for(group)
 
 
+def _redis_shard(shard: int) -> int:
+    """The REDIS_URL shard holding a presence shard; in a Redis Cluster, the cluster (it
+    places the keys itself)."""
+    return 0 if clients.cluster() else shard
+
+
 def _client(shard: int):
     """The client of a presence shard: one Redis of REDIS_URL's, or the cluster's."""
-    return clients.connect(0 if clients.cluster() else shard)
+    return clients.connect(_redis_shard(shard))
 
 
 class Claim(NamedTuple):
@@ -111,16 +120,15 @@ class RedisPresence:
         entry = orjson.dumps(
             {"n": nickname, "p": self.process_id, "c": channel, "r": room, "t": since, "u": user_id}
         )
-        claimed = await _client(shard).eval(
+        claimed = await batches.call(
+            _redis_shard(shard),
             _CLAIM,
-            3,
-            self._key(shard, "members", group),
-            self._key(shard, "proc", self.process_id),
-            self._key(shard, "active"),
-            key,
-            entry,
-            group,
-            room,
+            [
+                self._key(shard, "members", group),
+                self._key(shard, "proc", self.process_id),
+                self._key(shard, "active"),
+            ],
+            [key, entry, group, room],
         )
         if not claimed:
             raise errors.nickname_taken(nickname)
