@@ -51,8 +51,12 @@ serve: $(RUN_STAMP) $(SECRET_KEY_FILE)
 services:
 	scripts/services.sh
 
+# TEST_WORKERS processes (pytest-xdist) take the tests a whole file at a time, each on a
+# Redis database of its own (tests/parallel.py): on two cores three take half the time of
+# one, four are slower (BENCHMARKS.md, "The test suite"). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 3
 test: $(DEV_STAMP) services
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .

@@ -18,11 +18,15 @@ from rooms.state import clients
 from rooms.state.backends import get_presence, get_sequence, get_users, get_writer
 from tests.cluster import Cluster
 from tests.hosts import HostsWarning, Network
+from tests.parallel import redis_url_of_worker, worker_number
 from tests.redis_server import RedisServer
 from tests.servers import LAUNCHERS, Server, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# Under `make test`'s parallel workers, each on a database of its own (tests/parallel.py).
+TEST_REDIS_URL = redis_url_of_worker(
+    os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"), worker_number()
+)
 # Trust authentication, as on the CI service; the user must be allowed to create databases.
 TEST_POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
 

@@ -146,7 +146,7 @@ class Network:
 
     def _up_namespaces(self) -> None:
         bridge = f"{self.tag}-br"
-        with _lock():
+        with sweeping():
             sweep()
             subnet = _free_subnet()
             _ip("link", "add", bridge, "type", "bridge")
@@ -267,8 +267,9 @@ def _free_subnet() -> ipaddress.IPv4Network:
 
 
 @contextmanager
-def _lock() -> Iterator[None]:
-    """One network at a time sweeps, picks its subnet and claims it with the bridge."""
+def sweeping() -> Iterator[None]:
+    """One network at a time sweeps, picks its subnet and claims it with the bridge; held,
+    no sweep of another test or run can happen."""
     # Read-only: a lock file another user made still locks (flock needs no write access).
     descriptor = os.open(Path(tempfile.gettempdir()) / f"{PREFIX}.lock", os.O_RDONLY | os.O_CREAT)
     try:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hosts import MANUAL_TAG, Network, network_tag
+from tests.hosts import MANUAL_TAG, Network, network_tag, sweeping
 from tests.processes import gone_or_zombie
 from tests.redis_server import RedisServer
 
@@ -172,7 +172,9 @@ def test_what_a_run_that_died_left_is_swept_when_a_network_comes_up():
     tag = network_tag(dead.pid, 0)
     with Network(1) as probe:
         require_namespaces(probe)
-        # A run killed between its `up` and its teardown leaves a bridge and a namespace.
+    # A run killed between its `up` and its teardown leaves a bridge and a namespace; made
+    # where no other network (of a parallel worker) can sweep it before the one below.
+    with sweeping():
         subprocess.run(["ip", "link", "add", f"{tag}-br", "type", "bridge"], check=True)
         subprocess.run(["ip", "netns", "add", f"{tag}-a"], check=True)
         assert f"{tag}-" in ours_everywhere()
