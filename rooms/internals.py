@@ -137,7 +137,7 @@ RELIANCES: dict[str, list[Reliance]] = {
         *_set("channels_redis.pubsub", PUBSUB, "RedisPubSubLoopLayer.__init__", "_shards",
               "channels", "groups", "prefix"),
         *_set("channels_redis.pubsub", RESUBSCRIBING, "RedisSingleShardConnection.__init__",
-              "_lock", "_pubsub", "_redis", "_subscribed_to"),
+              "_lock", "_pubsub", "_redis", "_subscribed_to", "host"),
         *_a("channels_redis.utils", PUBSUB, "_wrap_close"),
         # rooms.state.redis_sequence publishes room events itself, in the layer's format:
         # msgpack (checked byte for byte in tests/test_compat.py).

@@ -9,7 +9,8 @@ for every command in flight: when thousands of clients disconnect at once (a net
 failure, a proxy restart), thousands of leaves each opened one, with its handshake, past
 Redis' `maxclients` (10,000 by default), and took longer than Daphne's application close
 timeout, which then killed the consumers before they announced their leaves
-(BENCHMARKS.md, "Crowd"). Here commands wait for one of REDIS_POOL_SIZE connections.
+(BENCHMARKS.md, "Crowd"). Here commands wait for one of REDIS_POOL_SIZE connections, up to
+REDIS_POOL_TIMEOUT (rooms.state.pools).
 """
 
 import asyncio
@@ -24,7 +25,7 @@ from redis.cluster import ClusterNode
 from redis.exceptions import RedisError
 
 from rooms.layers.cluster_pubsub import cluster_client
-from rooms.state import shards
+from rooms.state import pools, shards
 
 BACKEND_ERRORS = (RedisError, OSError, TimeoutError)
 
@@ -60,8 +61,8 @@ def connect(shard: int) -> aioredis.Redis:
         # fails the commands beyond it (MaxConnectionsError) instead of queueing them.
         client = loop_clients[shard] = cluster_client(settings.REDIS_URLS)
     elif client is None:
-        pool = aioredis.BlockingConnectionPool.from_url(
-            settings.REDIS_URLS[shard], max_connections=settings.REDIS_POOL_SIZE
+        pool = pools.waiting_pool(
+            settings.REDIS_URLS[shard], settings.REDIS_POOL_SIZE, settings.REDIS_POOL_TIMEOUT
         )
         client = loop_clients[shard] = aioredis.Redis.from_pool(pool)
     return client
