@@ -45,8 +45,8 @@ def next_ping(sock: socket.socket) -> bytes:
 
 @pytest.mark.parametrize(
     ("interval", "timeout", "slices"),
-    [(20, 30, 5), (120, 30, 7), (1, 1, 1), (3, 60, 1), (600, 600, 150)],
-    ids=["defaults", "long-interval", "tests", "short-interval", "long-both"],
+    [(20, 30, 5), (120, 30, 7), (1, 1, 1), (3, 60, 1), (600, 600, 150), (20, 0, 5), (0, 0, 1)],
+    ids=["defaults", "long-interval", "tests", "short-interval", "long-both", "no-timeout", "none"],
 )
 def test_a_sweep_is_spread_over_a_quarter_of_the_shorter_interval(interval, timeout, slices):
     assert sweep_slices(interval, timeout) == slices

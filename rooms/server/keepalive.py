@@ -33,8 +33,10 @@ TICK = 1.0  # seconds between two slices of a sweep
 
 def sweep_slices(ping_interval: float, ping_timeout: float) -> int:
     """How many ticks one sweep over every open connection is spread across: a quarter of
-    the shorter of the two intervals, so a ping or a drop comes at most that late."""
-    return max(1, math.floor(min(ping_interval, ping_timeout) / 4 / TICK))
+    the shorter of the two intervals (0 is none, as for autobahn's timeout), so a ping or a
+    drop comes at most that late."""
+    shortest = min((t for t in (ping_interval, ping_timeout) if t > 0), default=TICK)
+    return max(1, math.floor(shortest / 4 / TICK))
 
 
 class Keepalive:
@@ -85,7 +87,7 @@ class Keepalive:
             if protocol.state != AutobahnProtocol.STATE_OPEN:
                 continue
             if protocol.pinged > protocol.heard:
-                if now - protocol.pinged > timeout:
+                if 0 < timeout < now - protocol.pinged:
                     protocol.wasClean = False
                     protocol.wasNotCleanReason = "WebSocket ping timeout"
                     protocol.dropConnection(abort=True)
