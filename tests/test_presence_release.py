@@ -1,7 +1,12 @@
-"""A nickname is freed even when Redis fails its release (rooms.state.retries)."""
+"""Presence under Redis faults: a release Redis refused is retried (rooms.state.retries); the
+heartbeat keeps a connection of its own."""
+
+import asyncio
+import time
 
 import pytest
 
+from rooms.state import clients
 from rooms.state.redis_presence import RedisPresence
 from tests.clients import wait_until
 from tests.redis_server import RedisServer
@@ -35,4 +40,23 @@ async def test_a_release_refused_while_redis_is_down_frees_the_name_once_redis_i
     await newcomer.claim("Room1", "room.Room1", "Nick", "channel-2")  # the name is free
     assert await presence.members("room.Room1") == ["Nick"]
     await newcomer.close()
+    await presence.close()
+
+
+@pytest.mark.redis
+async def test_the_heartbeat_does_not_wait_behind_a_burst_holding_every_pooled_connection(
+    redis_env, settings
+):
+    settings.REDIS_URL = redis_env["REDIS_URL"]
+    settings.REDIS_URLS = [redis_env["REDIS_URL"]]
+    settings.REDIS_POOL_SIZE = 1
+    prefix = redis_env["REDIS_PREFIX"]
+    presence = RedisPresence(prefix, 15)
+    await presence.claim("Room1", "room.Room1", "Nick", "channel-1")
+    holder = asyncio.ensure_future(clients.connect(0).blpop([f"{prefix}:never"], timeout=3))
+    await asyncio.sleep(0.1)  # the one pooled connection is busy for 3 s
+    started = time.monotonic()
+    await presence.beat()
+    assert time.monotonic() - started < 1
+    assert await holder is None
     await presence.close()

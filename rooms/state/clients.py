@@ -33,6 +33,9 @@ BACKEND_ERRORS = (RedisError, OSError, TimeoutError)
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, aioredis.Redis]] = (
     weakref.WeakKeyDictionary()
 )
+_heartbeats: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, aioredis.Redis]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def cluster() -> bool:
@@ -68,6 +71,19 @@ def connect(shard: int) -> aioredis.Redis:
     return client
 
 
+def connect_heartbeat(shard: int) -> aioredis.Redis:
+    """This event loop's client for one shard's presence heartbeat, on a connection of its
+    own: behind a mass disconnect's leaves in the shared pool, heartbeats waited past
+    PRESENCE_TTL and other processes took live ones for dead (BENCHMARKS.md, "Crowd").
+    Not for a Redis Cluster, whose client has no bound on its connections."""
+    beats = _heartbeats.setdefault(asyncio.get_running_loop(), {})
+    client = beats.get(shard)
+    if client is None:
+        pool = pools.waiting_pool(settings.REDIS_URLS[shard], 1, settings.REDIS_POOL_TIMEOUT)
+        client = beats[shard] = aioredis.Redis.from_pool(pool)
+    return client
+
+
 def for_name(name: str) -> aioredis.Redis:
     """This event loop's client for the shard owning `name`."""
     return connect(shard_for(name))
@@ -95,5 +111,6 @@ def _sync_cluster(urls: tuple[str, ...]) -> redis.RedisCluster:
 
 async def close() -> None:
     """Close this event loop's clients (at shutdown, or between tests)."""
-    for client in _clients.pop(asyncio.get_running_loop(), {}).values():
+    loop = asyncio.get_running_loop()
+    for client in [*_clients.pop(loop, {}).values(), *_heartbeats.pop(loop, {}).values()]:
         await client.aclose()

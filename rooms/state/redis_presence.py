@@ -209,7 +209,8 @@ class RedisPresence:
                 logger.exception("presence heartbeat failed on shard %d; retrying", shard)
 
     async def _beat(self, shard: int) -> None:
-        missing, epoch, dead = await _client(shard).eval(
+        beats = clients.connect(0) if clients.cluster() else clients.connect_heartbeat(shard)
+        missing, epoch, dead = await beats.eval(
             _HEARTBEAT, 2, self._key(shard, "procs"), self._key(shard, "epoch"), self.process_id,
             self._ttl_ms, uuid.uuid4().hex,
         )  # fmt: skip
