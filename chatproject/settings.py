@@ -192,6 +192,8 @@ REDIS_CLUSTER = env("REDIS_CLUSTER", False, boolean)
 REDIS_PREFIX = env("REDIS_PREFIX", "rooms")
 # Connections each process opens for its own Redis commands (presence, message ids).
 REDIS_POOL_SIZE = env("REDIS_POOL_SIZE", 32, int)
+# Seconds a command waits for one of them in a burst before it fails (rooms.state.pools).
+REDIS_POOL_TIMEOUT = env("REDIS_POOL_TIMEOUT", 60.0, float)
 CHANNEL_LAYER = env("CHANNEL_LAYER", "redis-pubsub" if REDIS_URL else "memory")
 CHANNEL_CAPACITY = env("CHANNEL_CAPACITY", 1000, int)
 _LAYERS = {

@@ -44,6 +44,7 @@ FRAMES, UPGRADES, PATCHES = "rooms.server.frames", "rooms.server.upgrades", "roo
 GUARD, MEMORY, PUBSUB = "rooms.server.guard", "rooms.layers.memory", "rooms.layers.redis_pubsub"
 RESUBSCRIBING = "rooms.layers.resubscribing"
 CLUSTER = "rooms.layers.cluster_pubsub"
+KEEPALIVE, INSTANCES = "rooms.server.keepalive", "rooms.server.instances"
 
 # fmt: off
 RELIANCES: dict[str, list[Reliance]] = {
@@ -55,6 +56,16 @@ RELIANCES: dict[str, list[Reliance]] = {
         *_set("daphne.server", SERVE, "Server.__init__", "application", "signal_handlers"),
         *_set("daphne.server", SERVE, "Server.run", "connections", "http_factory",
               "ws_factory"),
+        # Server.run schedules both checkers; RoomsServer replaces them.
+        *_a("daphne.server", SERVE, "Server.timeout_checker", "Server.stop"),
+        *_set("daphne.server", KEEPALIVE, "Server.__init__", "ping_interval", "ping_timeout",
+              "websocket_timeout"),
+        *_set("daphne.server", INSTANCES, "Server.__init__", "application_close_timeout"),
+        *_a("daphne.ws_protocol", KEEPALIVE, "WebSocketProtocol.check_timeouts",
+            "WebSocketProtocol.duration", "WebSocketProtocol.serverClose"),
+        *_a("daphne.http_protocol", KEEPALIVE, "WebRequest.check_timeouts"),
+        *_a("daphne.ws_protocol", INSTANCES, "WebSocketProtocol.handle_exception"),
+        *_a("daphne.http_protocol", INSTANCES, "WebRequest.handle_exception"),
         *_a("daphne.cli", SERVE, "CommandLineInterface.server_class", "CommandLineInterface.run"),
         *_a("daphne.http_protocol", PATCHES, "HTTPFactory"),
         *_a("daphne.ws_protocol", FRAMES, "WebSocketProtocol.handle_reply",
@@ -71,6 +82,15 @@ RELIANCES: dict[str, list[Reliance]] = {
         *_a("autobahn.twisted.websocket", PATCHES, "hltype"),
         *_a("autobahn.util", PATCHES, "hltype"),
         *_a("autobahn.websocket.protocol", CONNECTION, "WebSocketServerProtocol.CONFIG_ATTRS"),
+        # The keepalive pong taken before autobahn's parser, only between frames.
+        *_set("autobahn.websocket.protocol", CONNECTION, "WebSocketProtocol._connectionMade",
+              "data"),
+        *_set("autobahn.websocket.protocol", CONNECTION,
+              "WebSocketServerProtocol.succeedHandshake", "current_frame"),
+        *_a("autobahn.twisted.websocket", CONNECTION, "WebSocketAdapterProtocol.dataReceived"),
+        *_set("autobahn.websocket.protocol", KEEPALIVE, "WebSocketProtocol._connectionMade",
+              "wasClean", "wasNotCleanReason"),
+        *_a("autobahn.websocket.protocol", KEEPALIVE, "WebSocketProtocol.sendPing"),
         *_set("autobahn.websocket.protocol", CONNECTION, "WebSocketProtocol.__init__",
               "is_closed"),
         *_set("autobahn.websocket.protocol", FRAMES, "WebSocketProtocol._connectionMade",
@@ -117,7 +137,7 @@ RELIANCES: dict[str, list[Reliance]] = {
         *_set("channels_redis.pubsub", PUBSUB, "RedisPubSubLoopLayer.__init__", "_shards",
               "channels", "groups", "prefix"),
         *_set("channels_redis.pubsub", RESUBSCRIBING, "RedisSingleShardConnection.__init__",
-              "_lock", "_pubsub", "_redis", "_subscribed_to"),
+              "_lock", "_pubsub", "_redis", "_subscribed_to", "host"),
         *_a("channels_redis.utils", PUBSUB, "_wrap_close"),
         # rooms.state.redis_sequence publishes room events itself, in the layer's format:
         # msgpack (checked byte for byte in tests/test_compat.py).

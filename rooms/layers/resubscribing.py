@@ -4,13 +4,18 @@ channels-redis 4.3 with redis-py 7.4 never subscribes again after Redis goes awa
 back (rooms.layers.redis_pubsub). Here the receive loop, on a lost connection, replaces its
 PubSub with a new one subscribed to every channel and group it had, retrying with backoff
 until Redis answers; `lost` says so meanwhile. Subscriptions and unsubscriptions made while
-one is under way are sent together, one command for many.
+one is under way are sent together, one command for many. Its publishes share a bounded
+pool, on which a burst waits (rooms.state.pools).
 """
 
 import asyncio
 import logging
 
+import redis.asyncio as aioredis
 from channels_redis.pubsub import RedisSingleShardConnection
+from django.conf import settings
+
+from rooms.state import pools
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +34,16 @@ class ResubscribingShard(RedisSingleShardConnection):
         self._unsubscriber: asyncio.Task | None = None
         self._joining: dict[str, asyncio.Future] = {}
         self._subscriber: asyncio.Task | None = None
+
+    def _ensure_redis(self) -> None:
+        # channels-redis' pool has no bound: a burst of publishes opened a connection each,
+        # towards Redis' maxclients. One more than REDIS_POOL_SIZE: the subscription keeps one.
+        if self._redis is None and "address" in self.host:
+            size = settings.REDIS_POOL_SIZE + 1
+            pool = pools.waiting_pool(self.host["address"], size, settings.REDIS_POOL_TIMEOUT)
+            self._redis = aioredis.Redis(connection_pool=pool)
+            self._pubsub = self._redis.pubsub()
+        super()._ensure_redis()
 
     async def subscribe(self, channel: str) -> None:
         """Subscribe `channel` together with every other channel or group joining meanwhile.

@@ -14,8 +14,13 @@ something waits in it.
 
 Reading a client stops while its application has rooms.core.queues.INPUT_HIGH messages
 waiting, and resumes once it has taken them (`onMessage`, `receive`).
+
+It also notes when its client last sent anything (`heard`) and when it was last pinged
+(`pinged`), for rooms.server.keepalive, and takes the pong to keepalive's ping without
+handing it to autobahn's frame parser.
 """
 
+import time
 from collections import deque
 
 from twisted.internet import defer
@@ -24,6 +29,9 @@ from rooms.core.queues import INPUT_HIGH, SingleReaderQueue
 from rooms.server.frames import SharedFrameProtocol
 
 # Set by autobahn's processHandshake and succeedHandshake, read by nothing afterwards.
+# The client's pong to keepalive's empty ping: final pong, masked, no payload, 4 mask bytes.
+PONG_LENGTH, PONG_HEAD = 6, (0x8A, 0x80)
+
 HANDSHAKE_ONLY = (
     "http_request_data",
     "http_status_line",
@@ -76,6 +84,9 @@ class RoomsProtocol(SharedFrameProtocol):
 
     paused = False
 
+    heard = 0.0  # time.monotonic() of the last bytes from the client
+    pinged = 0.0  # time.monotonic() of the last keepalive ping
+
     @classmethod
     def for_factory(cls, factory) -> type["RoomsProtocol"]:
         """A subclass carrying `factory`'s current options, so connections need no copy."""
@@ -89,6 +100,18 @@ class RoomsProtocol(SharedFrameProtocol):
     def connectionMade(self) -> None:
         super().connectionMade()
         self.send_queue = SendQueue()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.heard = time.monotonic()
+        if (
+            len(data) == PONG_LENGTH
+            and (data[0], data[1]) == PONG_HEAD
+            and self.state == self.STATE_OPEN
+            and self.current_frame is None  # not the middle of another frame
+            and not self.data
+        ):
+            return  # the whole of a keepalive pong: `heard` was all it had to say
+        super().dataReceived(data)
 
     def onOpen(self) -> None:
         super().onOpen()

@@ -15,6 +15,8 @@ It takes Daphne's command line unchanged and adds (docs/operations.md):
 - room events framed once per message and written once per loop turn (rooms.server.frames);
 - handshakes parsed once, by autobahn (rooms.server.upgrades), and without its debug
   formatting (rooms.server.patches);
+- idle connections kept alive without walking all of them every two seconds, and
+  application instances cleaned up as they end (rooms.server.keepalive, .instances);
 - the garbage collector tuned for many long-lived connections (GC_THRESHOLDS);
 - a lighter input queue per connection (rooms.core.queues), and per-connection state kept
   small (rooms.server.connection);
@@ -47,9 +49,10 @@ from rooms import internals
 from rooms.chat.extensions import WRITE_SOON
 from rooms.core import errors, shutdown
 from rooms.core.queues import SingleReaderQueue
-from rooms.server import patches, upgrades
+from rooms.server import keepalive, patches, upgrades
 from rooms.server.connection import RoomsProtocol
 from rooms.server.guard import guard
+from rooms.server.instances import Instances
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +99,10 @@ class RoomsServer(Server):
         # send the close frame with its code (1002, 1007, 1009) first.
         self.ws_factory.setProtocolOptions(failByDrop=False)
         self.ws_factory.protocol = RoomsProtocol.for_factory(self.ws_factory)
+        self.keepalive = keepalive.Keepalive(
+            self.ping_interval, self.ping_timeout, self.websocket_timeout
+        )
+        self.instances = Instances(self.connections, self.application_close_timeout, self.stop)
         loop = asyncio.get_event_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.on_signal, signum)
@@ -115,8 +122,19 @@ class RoomsServer(Server):
         instance = self.application(
             scope=scope, receive=receive, send=partial(self.handle_reply, protocol)
         )
-        details["application_instance"] = asyncio.ensure_future(instance)
+        details["application_instance"] = future = asyncio.ensure_future(instance)
+        self.instances.started(protocol, future)
         return queue
+
+    def application_checker(self) -> None:
+        # Replaces Daphne's walk over every connection each second (rooms.server.instances).
+        self.instances.tick()
+        reactor.callLater(1, self.application_checker)
+
+    def timeout_checker(self) -> None:
+        # Replaces Daphne's walk over every connection every 2 s (rooms.server.keepalive).
+        self.keepalive.tick()
+        reactor.callLater(keepalive.TICK, self.timeout_checker)
 
     def log_action(self, protocol: str, action: str, details: dict) -> None:
         # rooms.chat.consumers logs each join and leave with its room, nickname, client and close
@@ -143,7 +161,12 @@ class RoomsServer(Server):
         await super().handle_reply(protocol, message)
 
     def protocol_disconnected(self, protocol) -> None:
+        details = self.connections.get(protocol)
+        if details is None or "disconnected" in details:  # told before (Daphne may repeat it)
+            return
         super().protocol_disconnected(protocol)
+        self.keepalive.disconnected(protocol)
+        self.instances.disconnected(protocol)
         # An HTTP request upgraded to a WebSocket is never finished, so its channel keeps
         # it in `requests` while it points back at the channel: a cycle that only the
         # collector frees. Daphne has just let go of both (it set request.transport None).
@@ -153,6 +176,7 @@ class RoomsServer(Server):
 
     def protocol_connected(self, protocol) -> None:
         super().protocol_connected(protocol)
+        self.keepalive.connected(protocol)
         limit = settings.ROOMS_SEND_BUFFER_LIMIT
         if limit and isinstance(protocol, WebSocketProtocol):
             guard(protocol, limit)

@@ -9,7 +9,8 @@ for every command in flight: when thousands of clients disconnect at once (a net
 failure, a proxy restart), thousands of leaves each opened one, with its handshake, past
 Redis' `maxclients` (10,000 by default), and took longer than Daphne's application close
 timeout, which then killed the consumers before they announced their leaves
-(BENCHMARKS.md, "Crowd"). Here commands wait for one of REDIS_POOL_SIZE connections.
+(BENCHMARKS.md, "Crowd"). Here commands wait for one of REDIS_POOL_SIZE connections, up to
+REDIS_POOL_TIMEOUT (rooms.state.pools).
 """
 
 import asyncio
@@ -25,12 +26,15 @@ from redis.cluster import ClusterNode
 from redis.exceptions import RedisError
 
 from rooms.layers.cluster_pubsub import cluster_client
-from rooms.state import shards
+from rooms.state import pools, shards
 
 BACKEND_ERRORS = (RedisError, OSError, TimeoutError)
 
 # event loop -> shard -> client
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, aioredis.Redis]] = (
+    weakref.WeakKeyDictionary()
+)
+_heartbeats: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, aioredis.Redis]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -66,8 +70,8 @@ def connect(shard: int) -> aioredis.Redis:
         # fails the commands beyond it (MaxConnectionsError) instead of queueing them.
         client = loop_clients[shard] = cluster_client(settings.REDIS_URLS)
     elif client is None:
-        pool = aioredis.BlockingConnectionPool.from_url(
-            settings.REDIS_URLS[shard], max_connections=settings.REDIS_POOL_SIZE
+        pool = pools.waiting_pool(
+            settings.REDIS_URLS[shard], settings.REDIS_POOL_SIZE, settings.REDIS_POOL_TIMEOUT
         )
         client = loop_clients[shard] = aioredis.Redis.from_pool(pool)
     return client
@@ -95,6 +99,19 @@ async def drop_node(name: str) -> None:
             await client.aclose()
         except BACKEND_ERRORS:  # its connections are broken already: closing is tidying
             pass
+
+
+def connect_heartbeat(shard: int) -> aioredis.Redis:
+    """This event loop's client for one shard's presence heartbeat, on a connection of its
+    own: behind a mass disconnect's leaves in the shared pool, heartbeats waited past
+    PRESENCE_TTL and other processes took live ones for dead (BENCHMARKS.md, "Crowd").
+    Not for a Redis Cluster, whose client has no bound on its connections."""
+    beats = _heartbeats.setdefault(asyncio.get_running_loop(), {})
+    client = beats.get(shard)
+    if client is None:
+        pool = pools.waiting_pool(settings.REDIS_URLS[shard], 1, settings.REDIS_POOL_TIMEOUT)
+        client = beats[shard] = aioredis.Redis.from_pool(pool)
+    return client
 
 
 def for_name(name: str) -> aioredis.Redis:
@@ -125,5 +142,6 @@ def _sync_cluster(urls: tuple[str, ...]) -> redis.RedisCluster:
 async def close() -> None:
     """Close this event loop's clients (at shutdown, or between tests)."""
     loop = asyncio.get_running_loop()
-    for client in (*_clients.pop(loop, {}).values(), *_nodes.pop(loop, {}).values()):
+    clients = (_clients, _nodes, _heartbeats)
+    for client in [c for each in clients for c in each.pop(loop, {}).values()]:
         await client.aclose()

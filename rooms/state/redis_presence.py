@@ -42,6 +42,7 @@ from rooms.core.events import now_ms
 from rooms.state import batches, clients, lua, shards
 from rooms.state import redis_recovery as recovery
 from rooms.state.presence import Member, sorted_nicknames
+from rooms.state.retries import Retries
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ class RedisPresence:
         self._heartbeat: asyncio.Task | None = None
         self._claims: dict[str, Claim] = {}  # channel -> its member's claim
         self._epochs: dict[int, bytes] = {}  # shard -> its epoch when last beaten
+        self._retries = Retries()  # releases that failed (rooms.state.retries)
 
     def _key(self, shard: int, kind: str, name: str = "") -> str:
         # In a Redis Cluster a presence shard is a hash tag: a claim's keys share its slot.
@@ -135,11 +137,22 @@ class RedisPresence:
         self._claims[channel] = Claim(room, group, key, entry, since)
 
     async def release(self, room: str, group: str, nickname: str, channel: str) -> None:
-        """Free the nickname, if this channel still holds it."""
+        """Free the nickname, if this channel still holds it; if Redis fails, again later
+        until it succeeds."""
         claim = self._claims.pop(channel, None)
         if claim is None:
             return
-        shard = _shard_for(group)
+        step = partial(self._release, _shard_for(group), group, claim)
+        try:
+            await step()
+        except clients.BACKEND_ERRORS as exc:
+            logger.warning("presence: releasing %r failed (%r); retrying", claim.key, exc)
+            self._retries.add(channel, step)
+        except asyncio.CancelledError:  # cut off (Daphne's close timeout): still to be done
+            self._retries.add(channel, step)
+            raise
+
+    async def _release(self, shard: int, group: str, claim: Claim) -> None:
         await _client(shard).eval(
             _RELEASE,
             2,
@@ -204,7 +217,8 @@ class RedisPresence:
                 logger.exception("presence heartbeat failed on shard %d; retrying", shard)
 
     async def _beat(self, shard: int) -> None:
-        missing, epoch, dead = await _client(shard).eval(
+        beats = clients.connect(0) if clients.cluster() else clients.connect_heartbeat(shard)
+        missing, epoch, dead = await beats.eval(
             _HEARTBEAT, 2, self._key(shard, "procs"), self._key(shard, "epoch"), self.process_id,
             self._ttl_ms, uuid.uuid4().hex,
         )  # fmt: skip
@@ -238,7 +252,9 @@ class RedisPresence:
         await recovery.reap(_client(shard), partial(self._key, shard), process_id, own)
 
     async def close(self) -> None:
-        """Stop the heartbeat; remove this process's members, announcing their leave."""
+        """Stop the heartbeat and the retries; remove this process's members, announcing
+        their leave."""
+        self._retries.cancel()
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             self._heartbeat = None

@@ -16,12 +16,11 @@ nothing and answer MISSING, and are run again with the database's last id folded
 from collections.abc import Callable
 
 import msgpack
-from channels.db import database_sync_to_async
 
 from rooms.core import protocol
-from rooms.state import batches, clients, lua, shards
+from rooms.state import batches, clients, last_ids, lua, shards
 from rooms.state.rooms import RoomState, RoomStates
-from rooms.state.sequence import Stamp, stored_last_id
+from rooms.state.sequence import Stamp
 
 # Both scripts answer -1, and change nothing, when the room's counter is missing (Redis
 # lost it, or the room's keys expired) and the caller's floor was not read from the
@@ -104,7 +103,7 @@ class RedisSequence:
             script = _SHARDED[script]
         result = await batches.call(shard, script, keys, [state.floor, 0, *args])
         if result == MISSING:
-            stored = await database_sync_to_async(stored_last_id)(state.room)
+            stored = await last_ids.stored_last_id(state.room)
             state.floor = max(state.floor, stored)
             result = await batches.call(shard, script, keys, [state.floor, 1, *args])
         return result

@@ -16,12 +16,10 @@ use. Recent caches are bounded in messages (HISTORY_MAX) and in bytes (RECENT_CA
 from collections.abc import Callable
 from typing import NamedTuple
 
-from channels.db import database_sync_to_async
-
 from rooms.core import protocol
 from rooms.core.events import now_ms, room_event
 from rooms.core.protocol import Frames
-from rooms.models import Room
+from rooms.state import last_ids
 from rooms.state.rooms import RoomState, RoomStates
 
 
@@ -30,12 +28,6 @@ class Stamp(NamedTuple):
 
     id: int
     ts: int
-
-
-def stored_last_id(room: str) -> int:
-    """The highest id the database holds for the room (0 for a room it never saw)."""
-    last = Room.objects.filter(name=room).values_list("last_id", flat=True).first()
-    return last or 0
 
 
 async def announce(layer, group: str, frames: Frames) -> None:
@@ -58,7 +50,7 @@ class InProcessSequence:
         """The room's last id: read once, when the room comes into use (call it under the
         room's lock, which keeps its callers in order)."""
         if state.floor is None:
-            stored = await database_sync_to_async(stored_last_id)(state.room)
+            stored = await last_ids.stored_last_id(state.room)
             state.floor = max(stored, self._pending(state.room))
         return state.floor
 
