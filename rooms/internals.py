@@ -1,8 +1,8 @@
 """Every name the server relies on that its dependencies do not promise, in one list, checked.
 
-Speed and reliability took the server under Daphne, autobahn, Twisted, Channels and
-channels-redis: it overrides their methods, reads and writes their attributes, patches a
-few of their module globals and builds channels-redis' wire format in Lua. None of that is
+Speed and reliability took the server under Daphne, autobahn, Twisted, uvicorn, picows,
+Channels and channels-redis: it overrides their methods, reads and writes their attributes,
+patches a few of their module globals and builds channels-redis' wire format in Lua. None of that is
 their public API, so an upgrade may rename any of it and silently undo a fix. Each such
 name is listed here with the module that relies on it; `missing()` checks them against the
 installed versions, the launcher and the Redis layer refuse to start while anything is
@@ -45,6 +45,8 @@ GUARD, MEMORY, PUBSUB = "rooms.server.guard", "rooms.layers.memory", "rooms.laye
 RESUBSCRIBING = "rooms.layers.resubscribing"
 CLUSTER = "rooms.layers.cluster_pubsub"
 KEEPALIVE, INSTANCES = "rooms.server.keepalive", "rooms.server.instances"
+FAST, HTTP, WEBSOCKET = "rooms.server.fast", "rooms.server.http", "rooms.server.websocket"
+HTTPTOOLS = "uvicorn.protocols.http.httptools_impl"
 
 # fmt: off
 RELIANCES: dict[str, list[Reliance]] = {
@@ -143,6 +145,35 @@ RELIANCES: dict[str, list[Reliance]] = {
         # msgpack (checked byte for byte in tests/test_compat.py).
         *_a("channels_redis.serializers", "rooms.state.redis_sequence",
             "MsgPackSerializer.as_bytes"),
+    ],
+    "uvicorn": [
+        # rooms.server.http replaces HttpToolsProtocol.data_received (to keep the bytes behind
+        # an upgrade's head) and hands the parsed head to rooms.server.websocket.
+        *_a(HTTPTOOLS, HTTP, "HttpToolsProtocol._unset_keepalive_if_required",
+            "HttpToolsProtocol._should_upgrade", "HttpToolsProtocol._unsupported_upgrade_warning",
+            "HttpToolsProtocol.send_400_response", "HttpToolsProtocol.on_message_begin",
+            "HttpToolsProtocol.on_headers_complete", "HttpToolsProtocol.on_header"),
+        *_set(HTTPTOOLS, HTTP, "HttpToolsProtocol.__init__", "config", "parser", "logger",
+              "server_state", "app_state", "connections"),
+        *_set(HTTPTOOLS, HTTP, "HttpToolsProtocol.connection_made", "transport", "server",
+              "client", "scheme"),
+        *_set(HTTPTOOLS, HTTP, "HttpToolsProtocol.on_message_begin", "url", "headers"),
+        # The shutdown waits for server_state's connections and tasks, which
+        # rooms.server.websocket keeps; RoomsUvicorn keeps a caught SIGTERM from being raised
+        # again once it has shut down.
+        *_set("uvicorn.server", WEBSOCKET, "ServerState.__init__", "connections", "tasks"),
+        *_set("uvicorn.server", FAST, "Server.__init__", "_captured_signals"),
+        *_a("uvicorn.server", FAST, "Server.capture_signals", "Server.startup",
+            "Server.shutdown"),
+        *_set("uvicorn.config", WEBSOCKET, "Config.load", "loaded_app"),
+    ],
+    "picows": [
+        # rooms.server.websocket makes picows' server protocol itself, on a socket uvicorn
+        # accepted, feeds it the handshake, and drops the handshake's header maps once open.
+        *_a("picows.picows", WEBSOCKET, "WSProtocol", "WSProtocol.get_buffer",
+            "WSProtocol.buffer_updated", "WSProtocol.connection_made", "WSAutoPingStrategy",
+            "WSTransport.request", "WSTransport.response"),
+        *_a("picows.common", WEBSOCKET, "WSUpgradeRequest.headers", "WSUpgradeResponse.headers"),
     ],
     "redis": [
         # Sharded pub/sub on a cluster: where the slots are now, read again after a failover.

@@ -26,6 +26,8 @@ def test_every_name_the_server_relies_on_is_in_the_installed_libraries():
         "channels",
         "channels_redis",
         "redis",
+        "uvicorn",
+        "picows",
     }
 
 

@@ -12,7 +12,9 @@ picows' frame parser and unmasking (rooms.server.websocket). It keeps:
 - SEND_BUFFER_LIMIT (4509 SLOW_CONSUMER), PING_INTERVAL/PING_TIMEOUT and
   HANDSHAKE_TIMEOUT (rooms.server.deadlines), MAX_FRAME_BYTES (1009), CLOSE_TIMEOUT;
 - room events framed once per message and written once per loop turn;
-- the collector tuned for many long-lived connections (rooms.server.serve.GC_THRESHOLDS).
+- the collector tuned for many long-lived connections (rooms.server.serve.GC_THRESHOLDS);
+- a check, before anything starts, that the installed uvicorn and picows still have every
+  name all this relies on (rooms.internals).
 """
 
 import argparse
@@ -127,7 +129,10 @@ def main(argv: list[str]) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
     import django
 
+    from rooms import internals
+
     django.setup()
+    internals.require("uvicorn", "picows")
     args = parse_args(argv)
     # uvicorn's own fd option takes any descriptor for a UNIX socket; this one is TCP.
     sockets = [socket.socket(fileno=args.fd)] if args.fd is not None else None

@@ -17,15 +17,13 @@ text queued in one event-loop turn goes out to its client in one write, at the e
 turn. A room delivery is then a function call, with no await and no task switch.
 """
 
-import asyncio
 from collections.abc import Sequence
 
 from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import tcp
 
+from rooms.server import wire
 from rooms.server.wire import shared_text_frame
-
-_corked: list["SharedFrameProtocol"] = []  # protocols holding texts until the turn ends
 
 
 def write_through(transport, data: bytes) -> None:
@@ -46,13 +44,6 @@ def write_through(transport, data: bytes) -> None:
     transport.write(data)
 
 
-def _uncork_all() -> None:
-    protocols = _corked[:]
-    _corked.clear()
-    for protocol in protocols:
-        protocol.uncork()
-
-
 class SharedFrameProtocol(WebSocketProtocol):
     """Daphne's WebSocket protocol, writing shared frames for plain text sends."""
 
@@ -60,13 +51,7 @@ class SharedFrameProtocol(WebSocketProtocol):
 
     def write_soon(self, text: str) -> None:
         """Send `text` at the end of this event-loop turn, with the others queued in it."""
-        if self.corked is not None:
-            self.corked.append(text)
-            return
-        self.corked = [text]
-        if not _corked:
-            asyncio.get_running_loop().call_soon(_uncork_all)
-        _corked.append(self)
+        wire.write_soon(self, text)
 
     def uncork(self) -> None:
         """Write the texts queued by write_soon, in one write if nothing waits before them."""

@@ -21,50 +21,32 @@ waiting, and resumes once it has taken them.
 """
 
 import asyncio
-import binascii
 import logging
 import time
 from urllib.parse import unquote
 
 import httptools
-from picows import WSCloseCode, WSListener, WSMsgType, WSUpgradeResponse
-from picows import WSUpgradeResponseWithListener as Accepted
-from picows.picows import WSAutoPingStrategy, WSProtocol
+from picows import WSCloseCode, WSListener, WSMsgType
 
 from rooms.chat.extensions import WRITE_SOON
 from rooms.core import errors, logs, metrics
 from rooms.core.queues import INPUT_HIGH, SingleReaderQueue
-from rooms.server import deadlines
+from rooms.server import deadlines, messages, wire
+from rooms.server.handover import hand_over, valid_key
 from rooms.server.wire import shared_text_frame
 
 logger = logging.getLogger(__name__)
 
-# picows gives each connection a child of a logging.Logger it is handed; an adapter is
-# shared as it is.
-PICOWS_LOG = logging.LoggerAdapter(logging.getLogger("picows.server"), {})
 ASGI = {"version": "3.0", "spec_version": "2.3"}
 CLOSE_WAIT = 1.0  # seconds for the client's reply to our close frame before dropping TCP
-# What picows needs to answer a handshake the application accepted: the client's key, not
-# the whole head (picows keeps the request it parsed for the connection's life).
-PICOWS_HEAD = (
-    b"GET / HTTP/1.1\r\nHost: rooms\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-    b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n\r\n"
-)
 FORBIDDEN = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 FAILED = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
+DATA = (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION)
 CONNECTING, OPEN, CLOSING, CLOSED = deadlines.CONNECTING, deadlines.OPEN, 2, deadlines.CLOSED
 
-_corked: list["WebSocket"] = []  # connections holding texts until the turn ends
 _addresses: dict[tuple, tuple] = {}  # one (host, port) tuple per listening address
-
-
-def _uncork_all() -> None:
-    connections = _corked[:]
-    _corked.clear()
-    for connection in connections:
-        connection.uncork()
 
 
 class Limits:
@@ -72,14 +54,6 @@ class Limits:
 
     max_frame = 64 * 1024
     send_buffer = 512 * 1024
-
-
-def valid_key(key: bytes | None) -> bool:
-    """Whether `key` is a Sec-WebSocket-Key: 16 bytes in base64 (RFC 6455 section 4.1)."""
-    try:
-        return key is not None and len(binascii.a2b_base64(key, strict_mode=True)) == 16
-    except binascii.Error:
-        return False
 
 
 class WebSocket(WSListener):
@@ -98,7 +72,6 @@ class WebSocket(WSListener):
         "task",
         "corked",
         "parts",
-        "parts_size",
         "close_code",
         "paused",
         "seen",
@@ -119,8 +92,7 @@ class WebSocket(WSListener):
         self.queue = SingleReaderQueue()
         self.task = None
         self.corked = None
-        self.parts = None
-        self.parts_size = 0
+        self.parts = None  # the fragments of a message begun (rooms.server.messages)
         self.close_code = None
         self.paused = False
         self.seen = True
@@ -258,35 +230,8 @@ class WebSocket(WSListener):
         headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in extra}
         if subprotocol:
             headers["Sec-WebSocket-Protocol"] = subprotocol
-        response = WSUpgradeResponse.create_101_response(headers)
-        protocol = WSProtocol(
-            None,  # host and port, path: client side only
-            None,
-            False,  # server side
-            lambda request: Accepted(response, self),
-            PICOWS_LOG,
-            True,  # an exception in on_ws_frame closes the connection
-            None,  # the handshake deadline is ours (rooms.server.deadlines)
-            False,  # pings are ours too
-            1,
-            1,
-            WSAutoPingStrategy.PING_WHEN_IDLE,
-            True,  # answer pings
-            Limits.max_frame,
-            None,
-            2048,  # picows' smallest read buffer
-        )
-        transport = self.transport
-        transport.set_protocol(protocol)
-        protocol.connection_made(transport)
-        data, self.early = PICOWS_HEAD % self._accept + self.early, b""
-        self._accept = None
-        while data:
-            buffer = protocol.get_buffer(-1)
-            size = min(len(buffer), len(data))
-            buffer[:size] = data[:size]
-            data = data[size:]
-            protocol.buffer_updated(size)
+        key, early, self._accept, self.early = self._accept, self.early, None, b""
+        hand_over(self.transport, self, key, early, headers, Limits.max_frame)
 
     # -- picows' side, once open -------------------------------------------------------
 
@@ -303,52 +248,29 @@ class WebSocket(WSListener):
     def on_ws_frame(self, transport, frame) -> None:
         self.seen = True
         kind = frame.msg_type
-        if frame.rsv1 or frame.rsv2 or frame.rsv3:  # no extension was negotiated
-            self.close(WSCloseCode.PROTOCOL_ERROR, "reserved bits set")
-        elif kind == WSMsgType.TEXT or kind == WSMsgType.BINARY:
-            if self.parts is not None:
-                self.close(WSCloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
-            elif frame.fin:
-                self.received(kind, frame.get_payload_as_bytes())
-            else:
-                self.parts = [kind, frame.get_payload_as_bytes()]
-                self.parts_size = frame.payload_size
-        elif kind == WSMsgType.CONTINUATION:
-            if self.parts is None:
-                self.close(WSCloseCode.PROTOCOL_ERROR, "continuation of no message")
-                return
-            self.parts_size += frame.payload_size
-            if self.parts_size > Limits.max_frame:
-                self.parts = None
-                self.close(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
-                return
-            self.parts.append(frame.get_payload_as_bytes())
-            if frame.fin:
-                parts, self.parts = self.parts, None
-                self.received(parts[0], b"".join(parts[1:]))
-        elif kind == WSMsgType.CLOSE:
+        if kind == WSMsgType.CLOSE:
             self.close_code = frame.get_close_code()
             if self.state == OPEN:  # the client's close: answer it with its code
                 self.uncork()
                 self.state = CLOSING
                 transport.send_close(self.close_code)
             transport.disconnect()
-
-    def received(self, kind, payload: bytes) -> None:
-        if self.state != OPEN:
-            return
-        if kind == WSMsgType.TEXT:
+        elif kind in DATA and self.state == OPEN:
+            rsv = frame.rsv1 or frame.rsv2 or frame.rsv3
+            payload = frame.get_payload_as_bytes()
             try:
-                text = payload.decode()
-            except UnicodeDecodeError:
-                self.close(WSCloseCode.INVALID_TEXT, "invalid UTF-8")
+                self.parts, message = messages.take(
+                    self.parts, kind, frame.fin, rsv, payload, Limits.max_frame
+                )
+            except messages.Fault as fault:
+                self.parts = None
+                self.close(fault.code, fault.reason)
                 return
-            self.queue.put_nowait({"type": "websocket.receive", "text": text})
-        else:
-            self.queue.put_nowait({"type": "websocket.receive", "bytes": payload})
-        if len(self.queue) >= INPUT_HIGH and not self.paused:
-            self.paused = True
-            self.transport.pause_reading()
+            if message is not None:
+                self.queue.put_nowait(message)
+                if len(self.queue) >= INPUT_HIGH and not self.paused:
+                    self.paused = True
+                    self.transport.pause_reading()
 
     def on_ws_disconnected(self, transport) -> None:
         self.lost()
@@ -376,15 +298,8 @@ class WebSocket(WSListener):
 
     def write_soon(self, text: str) -> None:
         """Send `text` at the end of this event-loop turn, with the others queued in it."""
-        if self.corked is not None:
-            self.corked.append(text)
-            return
-        if self.state != OPEN:
-            return
-        self.corked = [text]
-        if not _corked:
-            asyncio.get_running_loop().call_soon(_uncork_all)
-        _corked.append(self)
+        if self.corked is not None or self.state == OPEN:
+            wire.write_soon(self, text)
 
     def uncork(self) -> None:
         """Write the texts queued by write_soon, in one write."""
