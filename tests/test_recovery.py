@@ -83,7 +83,7 @@ async def test_a_reconnecting_client_gets_what_it_missed_then_live_without_gap_o
     talking = asyncio.create_task(keep_talking())
     back = await join(a, "Room1", "Reader", format="json", since="5")
     welcome = await recv_json(back)
-    assert welcome["type"] == "welcome" and 15 <= welcome["last_id"] <= 45
+    assert welcome["type"] == "welcome" and 15 <= welcome["last_id"] <= 45, welcome
     events = []
     while not events or events[-1].get("id") != 45:
         events.append(await recv_json(back))
