@@ -27,14 +27,6 @@ FAST = (
 )
 
 
-def cpu_s(pid: int) -> float:
-    return procstat.sample(pid).cpu_s
-
-
-def rss_kib(pid: int) -> int:
-    return procstat.sample(pid).rss // 1024
-
-
 async def measure(spec: configs.ServerSpec, args: argparse.Namespace, logs: Path) -> dict:
     """One server: connect, send at a fixed rate, leave; CPU and memory per unit."""
     server = await servers.start(spec, logs / f"{spec.label}.log", args.server_cpus, 9, 30.0)
@@ -42,25 +34,25 @@ async def measure(spec: configs.ServerSpec, args: argparse.Namespace, logs: Path
         count = ROOMS * ROOM_SIZE
         swarm = Swarm(ROOMS)
         await asyncio.sleep(1.0)
-        cpu0, rss0 = cpu_s(server.pid), rss_kib(server.pid)
+        start = procstat.sample(server.pid)
         room_of = [i % ROOMS for i in range(count)]
         crowd = await fleet.connect_fleet(swarm, server.port, room_of, 50, 10.0, 60.0)
         await fleet.wait_quiet(swarm, 0.5, 10.0)
-        cpu1, rss1 = cpu_s(server.pid), rss_kib(server.pid)
+        joined = procstat.sample(server.pid)
         rules = traffic.StepRules(duration_s=args.seconds)
         step = await traffic.run_step(crowd, spec.dialect, args.rate, 1, server.pid, rules)
-        cpu2 = cpu_s(server.pid)
+        cpu = procstat.sample(server.pid).cpu_s - joined.cpu_s
         fleet.abort_all(crowd.clients)
         ok = len(crowd.clients)
         return {
             "server": spec.label,
             "conns": ok,
-            "connect_us": 1e6 * (cpu1 - cpu0) / max(ok, 1),
-            "rss_kb": (rss1 - rss0) * 1.024 / max(ok, 1),
+            "connect_us": 1e6 * (joined.cpu_s - start.cpu_s) / max(ok, 1),
+            "rss_kb": (joined.rss - start.rss) / 1000 / max(ok, 1),
             "sent": step["sent"],
             "lost": step["expected"] - step["delivered"],
-            "message_us": 1e6 * (cpu2 - cpu1) / max(step["sent"], 1),
-            "delivery_us": 1e6 * (cpu2 - cpu1) / max(step["delivered"], 1),
+            "message_us": 1e6 * cpu / max(step["sent"], 1),
+            "delivery_us": 1e6 * cpu / max(step["delivered"], 1),
             "p50_ms": step["p50_ms"],
         }
     finally:

@@ -26,21 +26,15 @@ from pathlib import Path
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from bench import joins
 from bench.joins import ROOT, free_port
 
 
 def environment(database: Path) -> dict[str, str]:
+    """bench.joins' server environment, with this run's own Redis key prefix."""
     return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "chatproject.settings",
-        "DEBUG": "0",
-        "SECRET_KEY": "bench-only",
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "DATABASE_URL": f"sqlite:///{database}",
-        "LOG_LEVEL": "WARNING",
+        **joins.environment(database),
         "REDIS_PREFIX": os.environ.get("REDIS_PREFIX", "bench-joins"),
-        "JOIN_RATE": "0",
-        "MAX_CONNECTIONS_PER_IP": "0",
     }
 
 
