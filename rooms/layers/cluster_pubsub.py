@@ -21,6 +21,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from rooms import internals
+from rooms.layers.gathering import Joining, Leaving
 from rooms.layers.resubscribing import RETRY_FIRST, RETRY_MAX
 
 logger = logging.getLogger(__name__)
@@ -66,10 +67,8 @@ class ClusterShard:
         self._masters: dict[str, _Master] = {}  # "host:port" -> its subscriptions
         self._lock = asyncio.Lock()
         self._restoring = 0  # masters whose subscriptions are being restored
-        self._joining: dict[str, asyncio.Future] = {}  # channel -> its subscriber's answer
-        self._subscriber: asyncio.Task | None = None
-        self._leaving: set[str] = set()
-        self._unsubscriber: asyncio.Task | None = None
+        self._joining = Joining(self._lock, self._subscribe_joining)
+        self._leaving = Leaving(self._lock, self._unsubscribe_leaving)
 
     @property
     def lost(self) -> bool:
@@ -87,36 +86,15 @@ class ClusterShard:
         """Subscribe `channel` together with every other channel joining meanwhile, under
         one turn of the lock, as ResubscribingShard does on shards: one turn each made a
         burst of joins wait in line for the lock (BENCHMARKS.md, "Joins on the cluster")."""
-        self._leaving.discard(channel)  # a group emptied and joined again: it stays
-        future = self._joining.get(channel)
-        if future is None:
-            future = self._joining[channel] = asyncio.get_running_loop().create_future()
-            if self._subscriber is None or self._subscriber.done():
-                self._subscriber = asyncio.ensure_future(self._subscribe_joining())
-        # Shielded: another caller may wait for the same name (a group).
-        error = await asyncio.shield(future)
-        if error is not None:
-            raise error
+        self._leaving.stay(channel)  # a group emptied and joined again: it stays
+        await self._joining.join(channel)
 
-    async def _subscribe_joining(self) -> None:
-        while self._joining:
-            async with self._lock:
-                joining, self._joining = self._joining, {}
-                error = None
-                try:
-                    # A room's channel is asked for on every join: sent once.
-                    masters = self._masters.values()
-                    names = [n for n in joining if not any(n in m.channels for m in masters)]
-                    if names:
-                        await self._subscribe(names)
-                except BaseException as exc:  # each caller raises it, as with its own command
-                    error = exc
-                    if not isinstance(exc, Exception):  # cancelled: the layer is closing
-                        raise
-                finally:
-                    for future in joining.values():
-                        if not future.done():
-                            future.set_result(error)
+    async def _subscribe_joining(self, names: list[str]) -> None:
+        # A room's channel is asked for on every join: sent once.
+        masters = self._masters.values()
+        names = [n for n in names if not any(n in m.channels for m in masters)]
+        if names:
+            await self._subscribe(names)
 
     async def _subscribe(self, channels: list[str]) -> None:
         cluster = self._client()
@@ -139,25 +117,20 @@ class ClusterShard:
 
     async def unsubscribe(self, channel: str) -> None:
         self.unsubscribe_soon(channel)
-        await self._unsubscriber
+        await self._leaving.flush()
 
     def unsubscribe_soon(self, channel: str) -> None:
         """Unsubscribe `channel` together with every other channel leaving meanwhile."""
-        self._leaving.add(channel)
-        if self._unsubscriber is None or self._unsubscriber.done():
-            self._unsubscriber = asyncio.ensure_future(self._unsubscribe_leaving())
+        self._leaving.leave(channel)
 
-    async def _unsubscribe_leaving(self) -> None:
-        while self._leaving:
-            async with self._lock:
-                leaving, self._leaving = self._leaving, set()
-                for master in self._masters.values():
-                    for channel in leaving & master.channels:
-                        master.channels.discard(channel)
-                        try:
-                            await master.pubsub.execute_command("SUNSUBSCRIBE", channel)
-                        except Exception:  # a lost connection: resubscribing leaves it out
-                            logger.warning("unsubscribing %s failed", channel)
+    async def _unsubscribe_leaving(self, leaving: set[str]) -> None:
+        for master in self._masters.values():
+            for channel in leaving & master.channels:
+                master.channels.discard(channel)
+                try:
+                    await master.pubsub.execute_command("SUNSUBSCRIBE", channel)
+                except Exception:  # a lost connection: resubscribing leaves it out
+                    logger.warning("unsubscribing %s failed", channel)
 
     async def _read(self, name: str, master: _Master) -> None:
         while True:

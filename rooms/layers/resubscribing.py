@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from channels_redis.pubsub import RedisSingleShardConnection
 from django.conf import settings
 
+from rooms.layers.gathering import Joining, Leaving
 from rooms.state import pools
 
 logger = logging.getLogger(__name__)
@@ -30,10 +31,8 @@ class ResubscribingShard(RedisSingleShardConnection):
 
     def __init__(self, host, channel_layer) -> None:
         super().__init__(host, channel_layer)
-        self._leaving: set[str] = set()
-        self._unsubscriber: asyncio.Task | None = None
-        self._joining: dict[str, asyncio.Future] = {}
-        self._subscriber: asyncio.Task | None = None
+        self._joining = Joining(self._lock, self._subscribe_joining)
+        self._leaving = Leaving(self._lock, self._unsubscribe_leaving)
 
     def _ensure_redis(self) -> None:
         # channels-redis' pool has no bound: a burst of publishes opened a connection each,
@@ -51,38 +50,17 @@ class ResubscribingShard(RedisSingleShardConnection):
         One SUBSCRIBE per new connection cost a command and a turn of the shard's lock
         each: sharing them made churn on this layer markedly faster
         (BENCHMARKS.md, "Connecting on Redis pub/sub")."""
-        future = self._joining.get(channel)
-        if future is None:
-            future = self._joining[channel] = asyncio.get_running_loop().create_future()
-            if self._subscriber is None or self._subscriber.done():
-                self._subscriber = asyncio.ensure_future(self._subscribe_joining())
-        # Shielded: another caller may wait for the same name (a group).
-        error = await asyncio.shield(future)
-        if error is not None:
-            raise error
+        await self._joining.join(channel)
 
-    async def _subscribe_joining(self) -> None:
-        while self._joining:
-            async with self._lock:
-                joining, self._joining = self._joining, {}
-                # Checked under the lock, as channels-redis does: an UNSUBSCRIBE of a group
-                # that emptied may have run just before.
-                names = [name for name in joining if name not in self._subscribed_to]
-                error = None
-                try:
-                    if names:
-                        self._ensure_redis()
-                        self._ensure_receiver()
-                        await self._pubsub.subscribe(*names)
-                        self._subscribed_to.update(names)
-                except BaseException as exc:  # each caller raises it, as with its own SUBSCRIBE
-                    error = exc
-                    if not isinstance(exc, Exception):  # cancelled: the layer is closing
-                        raise
-                finally:
-                    for future in joining.values():
-                        if not future.done():
-                            future.set_result(error)
+    async def _subscribe_joining(self, names: list[str]) -> None:
+        # Checked under the lock, as channels-redis does: an UNSUBSCRIBE of a group that
+        # emptied may have run just before.
+        names = [name for name in names if name not in self._subscribed_to]
+        if names:
+            self._ensure_redis()
+            self._ensure_receiver()
+            await self._pubsub.subscribe(*names)
+            self._subscribed_to.update(names)
 
     def unsubscribe_soon(self, channel: str) -> None:
         """Unsubscribe `channel` together with every other channel leaving meanwhile.
@@ -90,19 +68,14 @@ class ResubscribingShard(RedisSingleShardConnection):
         One UNSUBSCRIBE per channel, each under the shard's lock, took minutes when
         thousands of clients left at once, and held up every publish (the leave notices)
         behind them; consumers outlived Daphne's close timeout and were killed."""
-        self._leaving.add(channel)
-        if self._unsubscriber is None or self._unsubscriber.done():
-            self._unsubscriber = asyncio.ensure_future(self._unsubscribe_leaving())
+        self._leaving.leave(channel)
 
-    async def _unsubscribe_leaving(self) -> None:
-        while self._leaving:
-            async with self._lock:
-                channels, self._leaving = self._leaving, set()
-                try:
-                    await self._pubsub.unsubscribe(*channels)
-                except Exception:  # a lost connection: resubscribing will leave them out
-                    logger.warning("unsubscribing %d channels failed", len(channels))
-                self._subscribed_to -= channels
+    async def _unsubscribe_leaving(self, channels: set[str]) -> None:
+        try:
+            await self._pubsub.unsubscribe(*channels)
+        except Exception:  # a lost connection: resubscribing will leave them out
+            logger.warning("unsubscribing %d channels failed", len(channels))
+        self._subscribed_to -= channels
 
     async def _do_receiving(self) -> None:
         while True:
