@@ -7,12 +7,11 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from rooms.access.identity import IdentityMiddleware  # noqa: E402
 from rooms.chat.publish import serving  # noqa: E402
-from rooms.routing import websocket_urlpatterns  # noqa: E402
+from rooms.routing import ProtocolRouter, URLRouter, websocket_urlpatterns  # noqa: E402
 from rooms.web.origin import allowed_hosts_origin_validator  # noqa: E402
 
 
@@ -34,7 +33,7 @@ def configured_root_path(app):
 # `serving`: rooms.publish() called from any thread of this process publishes on this loop.
 application = serving(
     configured_root_path(
-        ProtocolTypeRouter(
+        ProtocolRouter(
             {
                 "http": django_asgi_app,
                 "websocket": allowed_hosts_origin_validator(

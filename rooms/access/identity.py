@@ -30,27 +30,41 @@ ANONYMOUS = AnonymousUser()
 
 
 class IdentityMiddleware:
-    """Resolve scope["user"] before the application runs."""
+    """Resolve scope["user"] before the application runs: an anonymous client without a
+    coroutine of its own (rooms.routing says why)."""
 
     def __init__(self, inner) -> None:
         self.inner = inner
 
-    async def __call__(self, scope, receive, send):
+    def __call__(self, scope: dict, receive, send):
         # In place, as chatproject.asgi sets root_path: the scope is this connection's own.
-        scope["user"], error = await identify(scope)
+        credentials = _credentials(scope)
+        if credentials == (None, None):
+            scope["user"] = ANONYMOUS
+            return self.inner(scope, receive, send)
+        return self._identified(scope, receive, send, *credentials)
+
+    async def _identified(self, scope: dict, receive, send, token, session_key):
+        scope["user"], error = await identify(token, session_key)
         if error is not None:
             scope[AUTH_ERROR] = error
         return await self.inner(scope, receive, send)
 
 
-async def identify(scope: dict) -> tuple:
+def _credentials(scope: dict) -> tuple[str | None, str | None]:
+    """(the `?token=`, else the session cookie's key), either None when absent."""
+    token = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token")
+    if token:
+        return token[0], None
+    return None, _session_cookie(scope)
+
+
+async def identify(token: str | None, session_key: str | None) -> tuple:
     """(the user, or AnonymousUser; a ClientError if the credentials were refused or could
     not be checked)."""
-    token = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token")
-    session_key = None if token else _session_cookie(scope)
     try:
         if token:
-            return await database_sync_to_async(_with_facts)(tokens.user_for, token[0]), None
+            return await database_sync_to_async(_with_facts)(tokens.user_for, token), None
         if session_key:
             return await database_sync_to_async(_with_facts)(_session_user, session_key), None
     except ClientError as error:
