@@ -7,7 +7,9 @@ redis-py 7.4's asyncio client has neither RedisCluster.pubsub() nor PubSub.ssubs
 SSUBSCRIBE on a PubSub of the owning master and read with get_message() ("smessage"); a
 PubSub does not subscribe shard channels again after a reconnection, so its connection is
 made without retries, and a lost one makes every channel of that master subscribed again
-wherever the cluster then places it (a failover moves slots).
+wherever the cluster then places it (a failover moves slots). A subscription returns once
+the master has confirmed it ("ssubscribe", read by the master's receiver;
+rooms.layers.gathering).
 """
 
 import asyncio
@@ -21,7 +23,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from rooms import internals
-from rooms.layers.gathering import Joining, Leaving
+from rooms.layers.gathering import Confirmations, Joining, Leaving
 from rooms.layers.resubscribing import RETRY_FIRST, RETRY_MAX
 
 logger = logging.getLogger(__name__)
@@ -67,7 +69,8 @@ class ClusterShard:
         self._masters: dict[str, _Master] = {}  # "host:port" -> its subscriptions
         self._lock = asyncio.Lock()
         self._restoring = 0  # masters whose subscriptions are being restored
-        self._joining = Joining(self._lock, self._subscribe_joining)
+        self._confirmations = Confirmations()
+        self._joining = Joining(self._lock, self._subscribe_joining, self._confirmations)
         self._leaving = Leaving(self._lock, self._unsubscribe_leaving)
 
     @property
@@ -85,7 +88,8 @@ class ClusterShard:
     async def subscribe(self, channel: str) -> None:
         """Subscribe `channel` together with every other channel joining meanwhile, under
         one turn of the lock, as ResubscribingShard does on shards: one turn each made a
-        burst of joins wait in line for the lock (BENCHMARKS.md, "Joins on the cluster")."""
+        burst of joins wait in line for the lock (BENCHMARKS.md, "Joins on the cluster").
+        Returns once the master has confirmed the subscription."""
         self._leaving.stay(channel)  # a group emptied and joined again: it stays
         await self._joining.join(channel)
 
@@ -94,7 +98,8 @@ class ClusterShard:
         masters = self._masters.values()
         names = [n for n in names if not any(n in m.channels for m in masters)]
         if names:
-            await self._subscribe(names)
+            with self._confirmations.expecting(names):
+                await self._subscribe(names)
 
     async def _subscribe(self, channels: list[str]) -> None:
         cluster = self._client()
@@ -137,17 +142,24 @@ class ClusterShard:
             try:
                 message = await master.pubsub.get_message(timeout=0.1)
             except (asyncio.CancelledError, GeneratorExit):
+                self._confirmations.fail(ConnectionError("stopped receiving"), master.channels)
                 raise
             except Exception:
                 logger.warning("Redis Cluster subscription lost; resubscribing", exc_info=True)
+                # Joins waiting fail; their channels are subscribed again with the others.
+                self._confirmations.fail(ConnectionError("subscription lost"), master.channels)
                 self._restoring += 1
                 try:
                     await self._resubscribe(name, master)
                 finally:
                     self._restoring -= 1
                 return  # the new masters' receivers read on
-            if message is not None and message["type"] == "smessage":
+            if message is None:
+                continue
+            if message["type"] == "smessage":
                 self._receive(message)
+            elif message["type"] == "ssubscribe":
+                self._confirmations.confirm(message["channel"])
 
     async def _resubscribe(self, name: str, master: _Master) -> None:
         delay = RETRY_FIRST

@@ -6,19 +6,82 @@ leaving at once held up every publish behind their UNSUBSCRIBEs (BENCHMARKS.md,
 "Connecting on Redis pub/sub", "Joins on the cluster"). The shard layer
 (rooms.layers.resubscribing) and the cluster layer (rooms.layers.cluster_pubsub) gather
 names here and send each gathering in one turn of their lock.
+
+A join also waits, outside the lock, for Redis to confirm its name's subscription
+(`Confirmations`): PubSub.subscribe only writes the command, and a publish sent right after
+on another connection, such as the joiner's own join event, could reach Redis first and
+never arrive here.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
+
+# Seconds a join waits for Redis to confirm its subscription before it fails, as a failed
+# SUBSCRIBE does; well under the consumer's JOIN_TIMEOUT (rooms.chat.consumers).
+CONFIRM_TIMEOUT = 5.0
+
+
+class Confirmations:
+    """Names subscribed that Redis has not confirmed yet: the receive loop confirms each as
+    its answer comes, or fails them when the connection is lost."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, asyncio.Future] = {}
+
+    @contextmanager
+    def expecting(self, names: list[str]) -> Iterator[None]:
+        """Around the command that subscribes `names`: expected before it is written (the
+        answer may come at once), failed with its error."""
+        loop = asyncio.get_running_loop()
+        for name in names:
+            if name not in self._pending:
+                self._pending[name] = loop.create_future()
+        try:
+            yield
+        except Exception as exc:
+            self.fail(exc, names)
+            raise
+
+    def confirm(self, name: str | bytes) -> None:
+        future = self._pending.pop(name.decode() if isinstance(name, bytes) else name, None)
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    def fail(self, error: Exception, names: Iterable[str] | None = None) -> None:
+        """End the wait for `names` (every one if None) with `error`."""
+        for name in list(self._pending if names is None else names):
+            future = self._pending.pop(name, None)
+            if future is not None and not future.done():
+                future.set_result(error)
+
+    async def wait(self, name: str) -> None:
+        """Return once `name` is confirmed (at once if it is not pending), or raise."""
+        future = self._pending.get(name)
+        if future is None:
+            return
+        try:
+            # Shielded: every member joining the group waits for the same answer.
+            error = await asyncio.wait_for(asyncio.shield(future), CONFIRM_TIMEOUT)
+        except TimeoutError:
+            raise TimeoutError(f"Redis did not confirm subscribing {name} in time") from None
+        if error is not None:
+            raise error
 
 
 class Joining:
     """Names to subscribe: each caller waits for the command that carried its name, and
-    raises its error."""
+    raises its error, then for Redis to confirm the name (`confirmations`)."""
 
-    def __init__(self, lock: asyncio.Lock, send: Callable[[list[str]], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        lock: asyncio.Lock,
+        send: Callable[[list[str]], Awaitable[None]],
+        confirmations: Confirmations,
+    ) -> None:
         self._lock = lock
         self._send = send  # called under the lock with the names gathered
+        self._confirmations = confirmations  # filled in by `send`
         self._waiting: dict[str, asyncio.Future] = {}
         self._task: asyncio.Task | None = None
 
@@ -32,6 +95,8 @@ class Joining:
         error = await asyncio.shield(future)
         if error is not None:
             raise error
+        # Outside the lock: publishes and other joins go on meanwhile.
+        await self._confirmations.wait(name)
 
     async def _run(self) -> None:
         while self._waiting:

@@ -4,8 +4,9 @@ channels-redis 4.3 with redis-py 7.4 never subscribes again after Redis goes awa
 back (rooms.layers.redis_pubsub). Here the receive loop, on a lost connection, replaces its
 PubSub with a new one subscribed to every channel and group it had, retrying with backoff
 until Redis answers; `lost` says so meanwhile. Subscriptions and unsubscriptions made while
-one is under way are sent together, one command for many. Its publishes share a bounded
-pool, on which a burst waits (rooms.state.pools).
+one is under way are sent together, one command for many, and a subscription returns once
+Redis has confirmed it: the receive loop reads the confirmations (rooms.layers.gathering).
+Its publishes share a bounded pool, on which a burst waits (rooms.state.pools).
 """
 
 import asyncio
@@ -15,7 +16,7 @@ import redis.asyncio as aioredis
 from channels_redis.pubsub import RedisSingleShardConnection
 from django.conf import settings
 
-from rooms.layers.gathering import Joining, Leaving
+from rooms.layers.gathering import Confirmations, Joining, Leaving
 from rooms.state import pools
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,8 @@ class ResubscribingShard(RedisSingleShardConnection):
 
     def __init__(self, host, channel_layer) -> None:
         super().__init__(host, channel_layer)
-        self._joining = Joining(self._lock, self._subscribe_joining)
+        self._confirmations = Confirmations()
+        self._joining = Joining(self._lock, self._subscribe_joining, self._confirmations)
         self._leaving = Leaving(self._lock, self._unsubscribe_leaving)
 
     def _ensure_redis(self) -> None:
@@ -49,7 +51,8 @@ class ResubscribingShard(RedisSingleShardConnection):
 
         One SUBSCRIBE per new connection cost a command and a turn of the shard's lock
         each: sharing them made churn on this layer markedly faster
-        (BENCHMARKS.md, "Connecting on Redis pub/sub")."""
+        (BENCHMARKS.md, "Connecting on Redis pub/sub"). Returns once Redis has confirmed
+        the subscription: a publish sent after it then reaches this process."""
         await self._joining.join(channel)
 
     async def _subscribe_joining(self, names: list[str]) -> None:
@@ -59,7 +62,8 @@ class ResubscribingShard(RedisSingleShardConnection):
         if names:
             self._ensure_redis()
             self._ensure_receiver()
-            await self._pubsub.subscribe(*names)
+            with self._confirmations.expecting(names):
+                await self._pubsub.subscribe(*names)
             self._subscribed_to.update(names)
 
     def unsubscribe_soon(self, channel: str) -> None:
@@ -81,16 +85,17 @@ class ResubscribingShard(RedisSingleShardConnection):
         while True:
             try:
                 if self._pubsub and self._pubsub.subscribed:
-                    message = await self._pubsub.get_message(
-                        ignore_subscribe_messages=True, timeout=0.1
-                    )
+                    message = await self._pubsub.get_message(timeout=0.1)
                     self._receive_message(message)
                 else:
                     await asyncio.sleep(0.1)
             except (asyncio.CancelledError, GeneratorExit):
+                self._confirmations.fail(ConnectionError("the layer stopped receiving"))
                 raise
             except Exception:
                 logger.warning("Redis subscription lost; resubscribing", exc_info=True)
+                # Joins waiting fail; their names are subscribed again with the others.
+                self._confirmations.fail(ConnectionError("Redis subscription lost"))
                 self.lost = True
                 await self._resubscribe()
                 self.lost = False
@@ -117,5 +122,9 @@ class ResubscribingShard(RedisSingleShardConnection):
             return
 
     def _receive_message(self, message: dict | None) -> None:
-        if message is not None:
+        if message is None:
+            return
+        if message["type"] == "message":
             self.channel_layer.receive_message(message)
+        elif message["type"] == "subscribe":
+            self._confirmations.confirm(message["channel"])
