@@ -140,7 +140,8 @@ class ClusterShard:
     async def _read(self, name: str, master: _Master) -> None:
         while True:
             try:
-                message = await master.pubsub.get_message(timeout=0.1)
+                # Without a timeout: one cost an asyncio.timeout() per message read.
+                message = await master.pubsub.get_message(timeout=None)
             except (asyncio.CancelledError, GeneratorExit):
                 self._confirmations.fail(ConnectionError("stopped receiving"), master.channels)
                 raise

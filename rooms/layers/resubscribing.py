@@ -33,6 +33,7 @@ class ResubscribingShard(RedisSingleShardConnection):
     def __init__(self, host, channel_layer) -> None:
         super().__init__(host, channel_layer)
         self._confirmations = Confirmations()
+        self._subscribed = asyncio.Event()  # set when a subscription starts
         self._joining = Joining(self._lock, self._subscribe_joining, self._confirmations)
         self._leaving = Leaving(self._lock, self._unsubscribe_leaving)
 
@@ -65,6 +66,7 @@ class ResubscribingShard(RedisSingleShardConnection):
             with self._confirmations.expecting(names):
                 await self._pubsub.subscribe(*names)
             self._subscribed_to.update(names)
+            self._subscribed.set()
 
     def unsubscribe_soon(self, channel: str) -> None:
         """Unsubscribe `channel` together with every other channel leaving meanwhile.
@@ -85,10 +87,12 @@ class ResubscribingShard(RedisSingleShardConnection):
         while True:
             try:
                 if self._pubsub and self._pubsub.subscribed:
-                    message = await self._pubsub.get_message(timeout=0.1)
+                    # Without a timeout: one cost an asyncio.timeout() per message read.
+                    message = await self._pubsub.get_message(timeout=None)
                     self._receive_message(message)
-                else:
-                    await asyncio.sleep(0.1)
+                else:  # until a subscription starts: a join waits for its confirmation
+                    self._subscribed.clear()
+                    await self._subscribed.wait()
             except (asyncio.CancelledError, GeneratorExit):
                 self._confirmations.fail(ConnectionError("the layer stopped receiving"))
                 raise
