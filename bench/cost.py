@@ -2,6 +2,7 @@
 ladders measure capacity; this measures cost, which a busy machine disturbs far less).
 
     python -m bench.cost [--servers rooms-serve,rooms-fast] [--rounds 3] [--rate 1500]
+                         [--layer memory|redis-pubsub|...]
 
 For each round and each server in turn (A B A B ...): a fresh server pinned to one core,
 1,000 clients joining 100 rooms of 10 (server CPU and RSS per connection), then `--rate`
@@ -61,7 +62,7 @@ async def measure(spec: configs.ServerSpec, args: argparse.Namespace, logs: Path
 
 async def main(args: argparse.Namespace) -> None:
     custom = dict(item.split("=", 1) for item in args.custom)
-    specs = [configs.resolve(n, "memory", custom, {}) for n in args.servers.split(",")]
+    specs = [configs.resolve(n, args.layer, custom, {}) for n in args.servers.split(",")]
     logs = Path("bench/logs") / time.strftime("%Y%m%dT%H%M%SZ-cost", time.gmtime())
     rows: dict[str, list[dict]] = {spec.label: [] for spec in specs}
     for round_ in range(args.rounds):
@@ -95,5 +96,6 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=1500.0)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--server-cpus", default="0")
+    parser.add_argument("--layer", default="memory", help="channel layer, as in make bench")
     logging.basicConfig(level=logging.WARNING)
     asyncio.run(main(parser.parse_args()))
