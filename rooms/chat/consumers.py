@@ -38,13 +38,32 @@ class ChatConsumer(AsyncWebsocketConsumer):
     function call, with no task switch.
     """
 
-    format = protocol.TEXT
-    member: Membership | None = None  # once the consumer has a channel
-    joined = False  # the client is a member: its frames are messages
-    closing = False
-    bucket: TokenBucket | None = None
-    idle: IdleTimer | None = None
-    closer: asyncio.Task | None = None  # closes the client (a reference keeps it alive)
+    # In slots: an open connection keeps its consumer for its whole life, and an instance
+    # dict holding these cost 0.5 KB more.
+    __slots__ = (
+        "scope",
+        "base_send",
+        "channel_layer",
+        "channel_name",
+        "format",
+        "feed",
+        "member",
+        "joined",
+        "closing",
+        "bucket",
+        "idle",
+        "closer",
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.format = protocol.TEXT
+        self.member: Membership | None = None  # once the consumer has a channel
+        self.joined = False  # the client is a member: its frames are messages
+        self.closing = False
+        self.bucket: TokenBucket | None = None
+        self.idle: IdleTimer | None = None
+        self.closer: asyncio.Task | None = None  # closes the client (a reference keeps it alive)
 
     async def __call__(self, scope, receive, send) -> None:
         # Channels' AsyncConsumer.__call__ runs a task and an asyncio.wait per message, over
