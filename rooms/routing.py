@@ -55,8 +55,9 @@ class URLRouter:
         for route in self.routes:
             match = route.pattern.match(path)
             if match:
-                _, args, kwargs = match
-                scope["url_route"] = {"args": args, "kwargs": {**kwargs, **route.default_args}}
+                _, args, kwargs = match  # kwargs: a dict of this match's own
+                kwargs.update(route.default_args)
+                scope["url_route"] = {"args": args, "kwargs": kwargs}
                 app = route.callback
                 return app.consumer_class(**app.consumer_initkwargs)(scope, receive, send)
         raise ValueError(f"No route found for path {path!r}.")
