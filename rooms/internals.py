@@ -47,6 +47,7 @@ CLUSTER = "rooms.layers.cluster_pubsub"
 KEEPALIVE, INSTANCES = "rooms.server.keepalive", "rooms.server.instances"
 FAST, HTTP, WEBSOCKET = "rooms.server.fast", "rooms.server.http", "rooms.server.websocket"
 HTTPTOOLS = "uvicorn.protocols.http.httptools_impl"
+POOLS = "rooms.state.pools"
 
 # fmt: off
 RELIANCES: dict[str, list[Reliance]] = {
@@ -179,6 +180,11 @@ RELIANCES: dict[str, list[Reliance]] = {
         # Sharded pub/sub on a cluster: where the slots are now, read again after a failover.
         *_set("redis.asyncio.cluster", CLUSTER, "RedisCluster.__init__", "nodes_manager"),
         *_a("redis.asyncio.cluster", CLUSTER, "NodesManager.initialize"),
+        # Connections packing commands with hiredis: the methods replaced, and the class a
+        # pool makes its connections of.
+        *_a("redis.asyncio.connection", POOLS, "AbstractConnection.pack_command",
+            "AbstractConnection.pack_commands"),
+        *_set("redis.asyncio.connection", POOLS, "ConnectionPool.__init__", "connection_class"),
     ],
 }
 # fmt: on

@@ -87,7 +87,7 @@ def node(name: str) -> aioredis.Redis:
         # The seed URL's options (password, TLS), this node's address.
         options = {**parse_url(settings.REDIS_URLS[0]), "host": host, "port": int(port)}
         pool = aioredis.BlockingConnectionPool(max_connections=settings.REDIS_POOL_SIZE, **options)
-        client = loop_nodes[name] = aioredis.Redis.from_pool(pool)
+        client = loop_nodes[name] = aioredis.Redis.from_pool(pools.packing_in_c(pool))
     return client
 
 
