@@ -52,10 +52,13 @@ async def recv_until(ws: ClientConnection, line: str, timeout: float = TIMEOUT) 
 
 
 async def wait_until(
-    probe: Callable[[], Any], done: Callable[[Any], bool], timeout: float = TIMEOUT
+    probe: Callable[[], Any],
+    done: Callable[[Any], bool],
+    timeout: float = TIMEOUT,
+    interval: float = 0.05,
 ) -> Any:
-    """Call `probe` (sync or async) until `done` holds for its result, or `timeout` s pass;
-    return its last result, for the test to assert on."""
+    """Call `probe` (sync or async) every `interval` s until `done` holds for its result, or
+    `timeout` s pass; return its last result, for the test to assert on."""
     deadline = time.monotonic() + timeout
     while True:
         result = probe()
@@ -63,7 +66,7 @@ async def wait_until(
             result = await result
         if done(result) or time.monotonic() >= deadline:
             return result
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(interval)
 
 
 async def assert_silent(ws: ClientConnection, wait: float = 0.3) -> None:

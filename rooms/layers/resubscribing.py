@@ -3,7 +3,8 @@
 channels-redis 4.3 with redis-py 7.4 never subscribes again after Redis goes away and comes
 back (rooms.layers.redis_pubsub). Here the receive loop, on a lost connection, replaces its
 PubSub with a new one subscribed to every channel and group it had, retrying with backoff
-until Redis answers; `lost` says so meanwhile. Subscriptions and unsubscriptions made while
+until Redis answers; `lost` says so meanwhile, and until Redis has confirmed every one of
+them. Subscriptions and unsubscriptions made while
 one is under way are sent together, one command for many, and a subscription returns once
 Redis has confirmed it: the receive loop reads the confirmations (rooms.layers.gathering).
 Its publishes share a bounded pool, on which a burst waits (rooms.state.pools).
@@ -28,12 +29,13 @@ RETRY_MAX = 0.5  # longest wait between attempts
 class ResubscribingShard(RedisSingleShardConnection):
     """A shard connection whose receive loop resubscribes after a lost connection."""
 
-    lost = False  # True from a lost connection until its subscriptions are restored
+    lost = False  # True from a lost connection until Redis confirms its subscriptions again
 
     def __init__(self, host, channel_layer) -> None:
         super().__init__(host, channel_layer)
         self._confirmations = Confirmations()
         self._subscribed = asyncio.Event()  # set when a subscription starts
+        self._restoring: set[str] = set()  # subscribed again, not confirmed yet
         self._joining = Joining(self._lock, self._subscribe_joining, self._confirmations)
         self._leaving = Leaving(self._lock, self._unsubscribe_leaving)
 
@@ -102,7 +104,9 @@ class ResubscribingShard(RedisSingleShardConnection):
                 self._confirmations.fail(ConnectionError("Redis subscription lost"))
                 self.lost = True
                 await self._resubscribe()
-                self.lost = False
+                # Deaf until Redis has confirmed every channel subscribed again: a publish
+                # reaching it before would not come back here.
+                self.lost = bool(self._restoring)
 
     async def _resubscribe(self) -> None:
         delay = RETRY_FIRST
@@ -111,6 +115,7 @@ class ResubscribingShard(RedisSingleShardConnection):
             try:
                 async with self._lock:
                     pubsub = self._redis.pubsub()
+                    self._restoring = set(self._subscribed_to)
                     if self._subscribed_to:
                         await pubsub.subscribe(*self._subscribed_to)
                     old, self._pubsub = self._pubsub, pubsub
@@ -132,3 +137,6 @@ class ResubscribingShard(RedisSingleShardConnection):
             self.channel_layer.receive_message(message)
         elif message["type"] == "subscribe":
             self._confirmations.confirm(message["channel"])
+            if self._restoring:
+                self._restoring.discard(message["channel"].decode())
+                self.lost = bool(self._restoring)
