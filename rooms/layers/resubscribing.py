@@ -136,7 +136,9 @@ class ResubscribingShard(RedisSingleShardConnection):
         if message["type"] == "message":
             self.channel_layer.receive_message(message)
         elif message["type"] == "subscribe":
-            self._confirmations.confirm(message["channel"])
+            name = message["channel"]
+            name = name.decode() if isinstance(name, bytes) else name
+            self._confirmations.confirm(name)
             if self._restoring:
-                self._restoring.discard(message["channel"].decode())
+                self._restoring.discard(name)
                 self.lost = bool(self._restoring)
