@@ -11,7 +11,7 @@ there so that commands fail, rather than pile up, when Redis stops answering.
 
 Their connections pack commands with hiredis (in C): redis-py's asyncio connections pack
 them in Python, 8 % of a server's CPU at 4,000 messages/s on Redis pub/sub (BENCHMARKS.md,
-"Redis replies parsed in C").
+"A flatter application chain, one idle wheel, Redis in C").
 """
 
 from collections.abc import Iterable
