@@ -2,7 +2,7 @@
 
 import asyncio
 
-from rooms.core.queues import SingleReaderQueue
+from rooms.core.queues import INPUT_HIGH, InputQueue, SingleReaderQueue
 
 
 async def test_items_come_out_in_the_order_they_were_put():
@@ -32,7 +32,6 @@ async def test_a_cancelled_get_takes_nothing():
 
 
 async def test_its_length_is_what_waits_for_the_reader():
-    # What the launchers read to stop reading a client whose application is behind.
     queue = SingleReaderQueue()
     assert len(queue) == 0 and not queue
     for n in range(3):
@@ -40,3 +39,18 @@ async def test_its_length_is_what_waits_for_the_reader():
     assert len(queue) == 3
     await queue.get()
     assert len(queue) == 2
+
+
+async def test_an_input_queue_pauses_its_client_once_full_and_resumes_once_all_is_taken():
+    calls: list[str] = []
+    queue = InputQueue(lambda: calls.append("pause"), lambda: calls.append("resume"))
+    for n in range(INPUT_HIGH + 10):
+        queue.put_nowait({"n": n})
+    assert calls == ["pause"]  # once, at INPUT_HIGH
+    for n in range(INPUT_HIGH + 9):
+        assert (await queue.get())["n"] == n
+    assert calls == ["pause"]  # one message still waits
+    assert (await queue.get())["n"] == INPUT_HIGH + 9
+    assert calls == ["pause", "resume"]
+    queue.put_nowait({"n": 0})
+    assert await queue.get() == {"n": 0} and calls == ["pause", "resume"]

@@ -12,9 +12,6 @@ the handshake is answered. autobahn's send queue, an empty deque on almost every
 connection (frames go straight to the socket: rooms.server.frames), becomes one only once
 something waits in it.
 
-Reading a client stops while its application has rooms.core.queues.INPUT_HIGH messages
-waiting, and resumes once it has taken them (`onMessage`, `receive`).
-
 It also notes when its client last sent anything (`heard`) and when it was last pinged
 (`pinged`), for rooms.server.keepalive, and takes the pong to keepalive's ping without
 handing it to autobahn's frame parser.
@@ -25,7 +22,6 @@ from collections import deque
 
 from twisted.internet import defer
 
-from rooms.core.queues import INPUT_HIGH, SingleReaderQueue
 from rooms.server.frames import SharedFrameProtocol
 
 # Set by autobahn's processHandshake and succeedHandshake, read by nothing afterwards.
@@ -79,10 +75,7 @@ class SendQueue:
 
 
 class RoomsProtocol(SharedFrameProtocol):
-    """Daphne's WebSocket protocol with shared frames, a small per-connection state and
-    reading paused while the application is behind."""
-
-    paused = False
+    """Daphne's WebSocket protocol with shared frames and a small per-connection state."""
 
     heard = 0.0  # time.monotonic() of the last bytes from the client
     pinged = 0.0  # time.monotonic() of the last keepalive ping
@@ -120,21 +113,6 @@ class RoomsProtocol(SharedFrameProtocol):
         self.clean_headers.clear()  # in place: the application's scope holds this very list
         for name in HANDSHAKE_ONLY:
             setattr(self, name, None)
-
-    def onMessage(self, payload, isBinary) -> None:
-        super().onMessage(payload, isBinary)
-        if len(self.application_queue) >= INPUT_HIGH and not self.paused:
-            self.paused = True
-            self.transport.pauseProducing()
-
-    async def receive(self, queue: SingleReaderQueue) -> dict:
-        """The application's next message from `queue`, its input queue; reading resumes
-        once it has taken them all."""
-        message = await queue.get()
-        if self.paused and not queue:
-            self.paused = False
-            self.transport.resumeProducing()
-        return message
 
     def connectionLost(self, reason) -> None:
         super().connectionLost(reason)

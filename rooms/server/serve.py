@@ -48,7 +48,7 @@ from twisted.internet import reactor
 from rooms import internals
 from rooms.chat.extensions import WRITE_SOON
 from rooms.core import errors, shutdown
-from rooms.core.queues import SingleReaderQueue
+from rooms.core.queues import InputQueue, SingleReaderQueue
 from rooms.server import keepalive, patches, upgrades
 from rooms.server.connection import RoomsProtocol
 from rooms.server.guard import guard
@@ -108,19 +108,21 @@ class RoomsServer(Server):
             loop.add_signal_handler(signum, self.on_signal, signum)
 
     def create_application(self, protocol, scope: dict) -> SingleReaderQueue | None:
-        # Daphne's, with a SingleReaderQueue and, for WebSockets, the write_soon extension.
+        # Daphne's, with a SingleReaderQueue (for WebSockets an InputQueue) and, for
+        # WebSockets, the write_soon extension.
         if isinstance(protocol, RoomsProtocol):  # Daphne's WebSocket scopes carry no extensions
             scope["extensions"] = {WRITE_SOON: {"write": protocol.write_soon}}
         details = self.connections.get(protocol)
         if details is None:
             return None
-        queue = SingleReaderQueue()
+        if isinstance(protocol, RoomsProtocol):  # reading paused while its application lags
+            transport = protocol.transport
+            queue = InputQueue(transport.pauseProducing, transport.resumeProducing)
+        else:
+            queue = SingleReaderQueue()
         scope.setdefault("asgi", ASGI_VERSION)
-        receive = (
-            partial(protocol.receive, queue) if isinstance(protocol, RoomsProtocol) else queue.get
-        )
         instance = self.application(
-            scope=scope, receive=receive, send=partial(self.handle_reply, protocol)
+            scope=scope, receive=queue.get, send=partial(self.handle_reply, protocol)
         )
         details["application_instance"] = future = asyncio.ensure_future(instance)
         self.instances.started(protocol, future)

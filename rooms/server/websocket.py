@@ -30,7 +30,7 @@ from picows import WSCloseCode, WSListener, WSMsgType
 
 from rooms.chat.extensions import WRITE_SOON
 from rooms.core import errors, logs, metrics
-from rooms.core.queues import INPUT_HIGH, SingleReaderQueue
+from rooms.core.queues import InputQueue
 from rooms.server import deadlines, messages, wire
 from rooms.server.handover import hand_over, valid_key
 from rooms.server.wire import shared_text_frame
@@ -73,7 +73,6 @@ class WebSocket(WSListener):
         "corked",
         "parts",
         "close_code",
-        "paused",
         "seen",
         "since",
         "pinged",
@@ -89,12 +88,11 @@ class WebSocket(WSListener):
         self.ws = None
         self.early = b""  # bytes after the request head, before the application accepts
         self.state = CONNECTING
-        self.queue = SingleReaderQueue()
+        self.queue = None  # the client's messages (rooms.core.queues.InputQueue), once connected
         self.task = None
         self.corked = None
         self.parts = None  # the fragments of a message begun (rooms.server.messages)
         self.close_code = None
-        self.paused = False
         self.seen = True
         self.since = 0.0
         self.pinged = 0.0
@@ -105,6 +103,7 @@ class WebSocket(WSListener):
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        self.queue = InputQueue(transport.pause_reading, transport.resume_reading)
         self.server_state.connections.add(self)
         deadlines.track(self)
 
@@ -160,7 +159,7 @@ class WebSocket(WSListener):
         task = asyncio.current_task()
         tasks.add(task)
         try:
-            await self.app(scope, self.receive, self.send)
+            await self.app(scope, self.queue.get, self.send)
         except Exception:
             logger.exception("application failed on %s", scope["path"])
             self.refuse(FAILED)
@@ -172,15 +171,6 @@ class WebSocket(WSListener):
             self.close(1000, "")
             if self.state == CLOSED:
                 deadlines.forget(self)
-
-    async def receive(self) -> dict:
-        """The application's next message; reading resumes once it has taken them all."""
-        message = await self.queue.get()
-        if self.paused and not self.queue:
-            self.paused = False
-            if not self.transport.is_closing():
-                self.transport.resume_reading()
-        return message
 
     def refuse(self, response: bytes) -> None:
         """Answer a handshake not accepted with an HTTP error, and close."""
@@ -268,9 +258,6 @@ class WebSocket(WSListener):
                 return
             if message is not None:
                 self.queue.put_nowait(message)
-                if len(self.queue) >= INPUT_HIGH and not self.paused:
-                    self.paused = True
-                    self.transport.pause_reading()
 
     def on_ws_disconnected(self, transport) -> None:
         self.lost()
