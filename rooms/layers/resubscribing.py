@@ -4,9 +4,9 @@ channels-redis 4.3 with redis-py 7.4 never subscribes again after Redis goes awa
 back (rooms.layers.redis_pubsub). Here the receive loop, on a lost connection, replaces its
 PubSub with a new one subscribed to every channel and group it had, retrying with backoff
 until Redis answers; `lost` says so meanwhile, and until Redis has confirmed every one of
-them. Subscriptions and unsubscriptions made while
-one is under way are sent together, one command for many, and a subscription returns once
-Redis has confirmed it: the receive loop reads the confirmations (rooms.layers.gathering).
+them. Subscriptions and unsubscriptions made while one is under way are sent together, one
+command for many, and a subscription returns once Redis has confirmed it: the receive loop
+reads the confirmations (rooms.layers.gathering).
 Its publishes share a bounded pool, on which a burst waits (rooms.state.pools).
 """
 
