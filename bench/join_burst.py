@@ -27,7 +27,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from bench import joins
-from bench.joins import ROOT, free_port
+from bench.joins import ROOT, free_port, wait_listening
 
 
 def environment(database: Path) -> dict[str, str]:
@@ -82,19 +82,6 @@ async def measure(port: int, args: argparse.Namespace) -> list[dict]:
         print(json.dumps(results[-1]), flush=True)
         await asyncio.sleep(args.pause)  # the leaves announced and unsubscribed
     return results
-
-
-def wait_listening(port: int, timeout: float = 20) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on port {port} within {timeout} s")
 
 
 def main() -> None:

@@ -42,6 +42,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_listening(port: int, timeout: float = 20) -> None:
+    """Return once something accepts connections on `port`; RuntimeError after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port} within {timeout} s")
+
+
 def environment(database: Path) -> dict[str, str]:
     return {
         **os.environ,
@@ -121,13 +133,7 @@ def main() -> None:
             env=env,
         )
         try:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                    break
-                except OSError:
-                    time.sleep(0.1)
+            wait_listening(port)
             results = asyncio.run(measure(args, port, server.pid, token, session))
         finally:
             server.terminate()
